@@ -1,0 +1,80 @@
+"""Audio in: decode a file (soundfile), mix to mono, resample (soxr).
+
+Mirrors ``librosa.load(path)`` (mono by channel mean, soxr "HQ", output length
+``ceil(n * target / source)``) without importing librosa.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from edge.errors import SerEdgeError
+
+DEFAULT_SAMPLE_RATE = 22050
+RESAMPLE_QUALITY = "HQ"  # librosa's default res_type "soxr_hq"
+
+
+def load(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray:
+    """Decode ``path`` to a mono float32 signal at ``sample_rate`` Hz.
+
+    Any format libsndfile reads (WAV int16/int24/float, FLAC, OGG, ...).
+    Raises ``SerEdgeError`` with a one-line message for a missing, empty,
+    undecodable or non-finite file.
+    """
+    signal, source_rate = read(path)
+    return resample(to_mono(signal), source_rate, sample_rate)
+
+
+def read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode ``path`` as float32 of shape (samples, channels) and its rate."""
+    path = Path(path)
+    if not path.exists():
+        raise SerEdgeError(f"{path}: no such file")
+    if path.is_dir():
+        raise SerEdgeError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise SerEdgeError(f"{path}: empty file")
+    try:
+        signal, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SerEdgeError(f"{path}: cannot decode audio ({reason})") from None
+    if signal.shape[0] == 0:
+        raise SerEdgeError(f"{path}: contains no audio samples")
+    if not np.isfinite(signal).all():
+        raise SerEdgeError(f"{path}: contains NaN or infinite samples")
+    return signal, int(rate)
+
+
+def to_mono(signal: np.ndarray) -> np.ndarray:
+    """Average the channels of a (samples, channels) array, as librosa does."""
+    if signal.ndim == 1:
+        return signal.astype(np.float32, copy=False)
+    if signal.shape[1] == 1:
+        return np.ascontiguousarray(signal[:, 0], dtype=np.float32)
+    return signal.mean(axis=1, dtype=np.float32)
+
+
+def resample(signal: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Resample a mono float32 signal with soxr HQ; identity when rates agree."""
+    if source_rate <= 0 or target_rate <= 0:
+        raise SerEdgeError(f"sample rates must be positive, got {source_rate} -> {target_rate}")
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    if source_rate == target_rate:
+        return signal
+    out = soxr.resample(signal, source_rate, target_rate, quality=RESAMPLE_QUALITY)
+    wanted = int(math.ceil(signal.shape[0] * target_rate / source_rate))
+    return fix_length(out, wanted)
+
+
+def fix_length(signal: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad the end of ``signal`` to ``length`` samples."""
+    if signal.shape[0] >= length:
+        return signal[:length]
+    return np.pad(signal, (0, length - signal.shape[0]))

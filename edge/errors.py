@@ -1,0 +1,9 @@
+"""The one exception type for problems a user can fix (bad file, bad flag).
+
+The CLIs turn it into a single line on stderr and a non-zero exit; any other
+exception is a bug and is allowed to show its traceback.
+"""
+
+
+class SerEdgeError(Exception):
+    """A user-facing error whose message is one self-contained line."""

@@ -1,0 +1,174 @@
+"""MFCC frontend in numpy, numerically matching librosa's defaults.
+
+``mfcc(signal)`` equals ``librosa.feature.mfcc(y=signal, sr=22050, n_mfcc=39).T``
+(centred frames with zero padding, periodic Hann window, power spectrum,
+128 Slaney mel bands, ``power_to_db(ref=1, amin=1e-10, top_db=80)``, DCT-II
+ortho) to about 1e-4, because the mel and log steps run in float64 where
+librosa uses float32. ``scipy.fft`` is used when importable: on 196 frames of
+2048 samples it is several times faster than ``numpy.fft`` (see README);
+numpy is the fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from edge.config import FeatureConfig
+from edge.errors import SerEdgeError
+
+try:  # scipy vectorises batches of real FFTs; numpy.fft does them one by one
+    from scipy import fft as _fft_backend
+
+    FFT_BACKEND = "scipy"
+except ImportError:  # pragma: no cover - exercised through use_fft_backend
+    _fft_backend = np.fft
+    FFT_BACKEND = "numpy"
+
+DEFAULT_CONFIG = FeatureConfig()
+
+
+def use_fft_backend(name: str) -> None:
+    """Select "scipy" or "numpy" for the STFT (tests and benchmarks use this)."""
+    global _fft_backend, FFT_BACKEND
+    if name == "numpy":
+        _fft_backend = np.fft
+    elif name == "scipy":
+        from scipy import fft as scipy_fft
+
+        _fft_backend = scipy_fft
+    else:
+        raise SerEdgeError(f"unknown FFT backend {name!r}; use 'scipy' or 'numpy'")
+    FFT_BACKEND = name
+
+
+def fit_length(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Centre ``signal`` in ``config.num_samples``: zero-pad both sides or crop the middle."""
+    length = config.num_samples
+    count = signal.shape[0]
+    if count >= length:
+        start = (count - length) // 2
+        return signal[start : start + length]
+    missing = length - count
+    return np.pad(signal, (missing // 2, missing - missing // 2))
+
+
+def mfcc(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """MFCCs of a mono float signal at ``config.sample_rate``: (frames, n_mfcc) float32."""
+    signal = _checked_signal(signal)
+    power = power_spectrogram(signal, config)
+    mel = power @ mel_filterbank(config).T  # (frames, n_mels) float64
+    log_mel = 10.0 * np.log10(np.maximum(mel, config.amin))  # ref = 1.0
+    if config.top_db is not None:
+        log_mel = np.maximum(log_mel, log_mel.max() - config.top_db)
+    return (log_mel @ dct_matrix(config.n_mfcc, config.n_mels).T).astype(np.float32)
+
+
+def utterance_features(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The model's MFCC matrix for a whole utterance: fit to length, then ``mfcc``."""
+    return mfcc(fit_length(_checked_signal(signal), config), config)
+
+
+def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> dict[str, np.ndarray]:
+    """Forward and reversed inputs, keyed by model input name.
+
+    ``features`` is (frames, n_mfcc) or a batch (n, frames, n_mfcc); the
+    result has a trailing channel axis and a batch axis: (n, frames, n_mfcc, 1).
+    """
+    batch = features[np.newaxis] if features.ndim == 2 else features
+    expected = (config.num_frames, config.n_mfcc)
+    if batch.shape[1:] != expected:
+        raise SerEdgeError(f"features have shape {batch.shape[1:]}, the model expects {expected}")
+    forward = batch[..., np.newaxis].astype(np.float32, copy=False)
+    axis = 1 if config.reverse_axis == "time" else 2
+    backward = np.ascontiguousarray(np.flip(forward, axis=axis))
+    forward_name, backward_name = config.input_names
+    return {forward_name: np.ascontiguousarray(forward), backward_name: backward}
+
+
+def power_spectrogram(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """|STFT|^2 with centred, zero-padded frames: (frames, n_fft // 2 + 1) float32."""
+    n_fft, hop = config.n_fft, config.hop_length
+    padded = np.pad(signal.astype(np.float32, copy=False), (n_fft // 2, n_fft // 2))
+    if padded.shape[0] < n_fft:  # librosa pads short inputs the same way
+        raise SerEdgeError(f"signal of {signal.shape[0]} samples is too short for n_fft={n_fft}")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    spectrum = _fft_backend.rfft(frames * hann_window(n_fft), axis=-1)
+    return spectrum.real**2 + spectrum.imag**2
+
+
+@functools.lru_cache(maxsize=8)
+def hann_window(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (scipy.signal.get_window('hann', n, fftbins=True))."""
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    window = window.astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asanyarray(hz, dtype=np.float64)
+    linear_step = 200.0 / 3
+    log_start_hz, log_start_mel = 1000.0, 1000.0 / linear_step
+    log_step = np.log(6.4) / 27.0
+    mel = hz / linear_step
+    above = hz >= log_start_hz
+    return np.where(above, log_start_mel + np.log(np.maximum(hz, 1e-12) / log_start_hz) / log_step, mel)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of ``hz_to_mel``."""
+    mel = np.asanyarray(mel, dtype=np.float64)
+    linear_step = 200.0 / 3
+    log_start_hz, log_start_mel = 1000.0, 1000.0 / linear_step
+    log_step = np.log(6.4) / 27.0
+    hz = mel * linear_step
+    above = mel >= log_start_mel
+    return np.where(above, log_start_hz * np.exp(log_step * (mel - log_start_mel)), hz)
+
+
+def mel_filterbank(config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Slaney-normalised triangular filters: (n_mels, n_fft // 2 + 1) float64."""
+    return _mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax_hz)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges_hz)
+    distance = edges_hz[:, np.newaxis] - fft_hz[np.newaxis, :]
+    rising = -distance[:-2] / widths[:-1, np.newaxis]
+    falling = distance[2:] / widths[1:, np.newaxis]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]  # Slaney area norm
+    # librosa stores its filters as float32; round the same way so sums agree.
+    weights = weights.astype(np.float32).astype(np.float64)
+    weights.flags.writeable = False
+    return weights
+
+
+@functools.lru_cache(maxsize=8)
+def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """The first ``n_mfcc`` rows of the orthonormal DCT-II: (n_mfcc, n_mels) float64."""
+    k = np.arange(n_mfcc)[:, np.newaxis]
+    n = np.arange(n_mels)[np.newaxis, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels)) * np.sqrt(2.0 / n_mels)
+    basis[0] /= np.sqrt(2.0)
+    basis.flags.writeable = False
+    return basis
+
+
+def _checked_signal(signal: np.ndarray) -> np.ndarray:
+    signal = np.asarray(signal)
+    if signal.ndim != 1:
+        raise SerEdgeError(f"expected a mono 1-D signal, got shape {signal.shape}")
+    if signal.shape[0] == 0:
+        raise SerEdgeError("signal has no samples")
+    if not np.issubdtype(signal.dtype, np.floating):
+        raise SerEdgeError(f"expected float samples in [-1, 1], got dtype {signal.dtype}")
+    if not np.isfinite(signal).all():
+        raise SerEdgeError("signal contains NaN or infinite samples")
+    return signal
