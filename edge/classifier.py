@@ -1,0 +1,116 @@
+"""Batch-1 emotion classification of a PCM signal with one self-describing .tflite file."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge import features as frontend
+from edge.config import FeatureConfig
+from edge.errors import SerEdgeError
+from edge.litert import interpreter_class
+from edge.model_file import read_metadata
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+    features_s: float
+    inference_s: float
+
+    @property
+    def processing_s(self) -> float:
+        return self.features_s + self.inference_s
+
+
+class EmotionClassifier:
+    """Load a ser-edge .tflite; configure the frontend from its metadata; classify signals.
+
+    >>> classifier = EmotionClassifier("ravdess-float32.tflite")
+    >>> classifier.classify(signal_at_model_rate).label
+    """
+
+    def __init__(self, model_path: str | Path, *, threads: int = 1):
+        self.path = Path(model_path)
+        self.metadata = read_metadata(self.path)
+        try:
+            self.features = FeatureConfig.from_dict(self.metadata["features"])
+            self.labels = tuple(self.metadata["label_names"])
+        except (KeyError, TypeError) as error:
+            raise SerEdgeError(f"{self.path}: incomplete ser-edge metadata ({error})") from None
+        if threads < 1:
+            raise SerEdgeError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
+        try:
+            self._interpreter = interpreter_class()(model_path=str(self.path), num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({error})") from None
+        details = self._interpreter.get_input_details()
+        # Inputs are bound by name (the exporter names them after the feature config), never by position.
+        self._inputs = {name: _by_name(details, name, self.path) for name in self.features.input_names}
+        outputs = self._interpreter.get_output_details()
+        if len(outputs) != 1 or outputs[0]["shape"][-1] != len(self.labels):
+            raise SerEdgeError(f"{self.path}: expected one output of {len(self.labels)} classes")
+        self._output = outputs[0]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.features.sample_rate
+
+    @property
+    def dataset(self) -> str | None:
+        return self.metadata.get("dataset")
+
+    def classify(self, signal: np.ndarray) -> Prediction:
+        """Classify a mono float32 signal at ``self.sample_rate`` (fitted to the model's length)."""
+        started = time.perf_counter()
+        matrix = frontend.utterance_features(signal, self.features)
+        computed = time.perf_counter()
+        probabilities = self.infer(matrix)
+        finished = time.perf_counter()
+        best = int(np.argmax(probabilities))
+        return Prediction(
+            label=self.labels[best],
+            probabilities={name: float(p) for name, p in zip(self.labels, probabilities)},
+            features_s=computed - started,
+            inference_s=finished - computed,
+        )
+
+    def infer(self, matrix: np.ndarray) -> np.ndarray:
+        """Class probabilities (float32) for one (frames, n_mfcc) MFCC matrix."""
+        inputs = frontend.model_inputs(matrix, self.features)
+        for name, value in inputs.items():
+            details = self._inputs[name]
+            self._interpreter.set_tensor(details["index"], _quantize(value, details))
+        self._interpreter.invoke()
+        return _dequantize(self._interpreter.get_tensor(self._output["index"])[0], self._output)
+
+
+def _quantize(value: np.ndarray, details: dict) -> np.ndarray:
+    dtype = details["dtype"]
+    if dtype == np.float32:
+        return value
+    scale, zero_point = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(value: np.ndarray, details: dict) -> np.ndarray:
+    if details["dtype"] == np.float32:
+        return value.astype(np.float32, copy=True)
+    scale, zero_point = details["quantization"]
+    return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def _by_name(details: list[dict], name: str, path: Path) -> dict:
+    for entry in details:
+        tensor = entry["name"].split(":")[0]
+        if tensor == name or tensor.endswith(f"_{name}"):
+            return entry
+    found = [entry["name"] for entry in details]
+    raise SerEdgeError(f"{path}: no model input named {name!r} (inputs: {found})")

@@ -1,0 +1,105 @@
+"""Read the ser-edge metadata embedded in a .tflite file, without TensorFlow.
+
+A .tflite file is a FlatBuffer (schema: tensorflow/lite/schema/schema.fbs).
+We only need ``Model.metadata`` (name -> buffer index) and ``Model.buffers``,
+so a few struct reads replace a generated schema module.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from edge.errors import SerEdgeError
+
+METADATA_NAME = "ser_edge"  # the entry our exporter writes
+_MODEL_BUFFERS, _MODEL_METADATA = 4, 6  # field numbers in table Model
+_METADATA_NAME, _METADATA_BUFFER = 0, 1  # table Metadata
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2  # table Buffer
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The JSON metadata that ``ser-export`` embedded in ``path``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SerEdgeError(f"{path}: no such model file") from None
+    except OSError as error:
+        raise SerEdgeError(f"{path}: cannot read model ({error.strerror})") from None
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise SerEdgeError(f"{path}: not a TFLite model (no TFL3 identifier)")
+    try:
+        entries = metadata_entries(data)
+    except (struct.error, IndexError) as error:
+        raise SerEdgeError(f"{path}: corrupt TFLite model ({error})") from None
+    if METADATA_NAME not in entries:
+        raise SerEdgeError(f"{path}: model has no ser-edge metadata (labels, features); export it with ser-export")
+    try:
+        return json.loads(entries[METADATA_NAME].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SerEdgeError(f"{path}: ser-edge metadata is not valid JSON ({error})") from None
+
+
+def metadata_entries(data: bytes) -> dict[str, bytes]:
+    """All ``Model.metadata`` entries of a .tflite flatbuffer: name -> bytes."""
+    model = _uoffset(data, 0)
+    buffers = _vector_of_tables(data, model, _MODEL_BUFFERS)
+    entries = {}
+    for table in _vector_of_tables(data, model, _MODEL_METADATA):
+        name = _string(data, table, _METADATA_NAME)
+        index = _scalar(data, table, _METADATA_BUFFER, "<I", 0)
+        entries[name] = _buffer_bytes(data, buffers[index])
+    return entries
+
+
+def _buffer_bytes(data: bytes, table: int) -> bytes:
+    offset = _scalar(data, table, _BUFFER_OFFSET, "<Q", 0)
+    if offset > 1:  # large models keep buffer data after the flatbuffer
+        return data[offset : offset + _scalar(data, table, _BUFFER_SIZE, "<Q", 0)]
+    start = _field_target(data, table, _BUFFER_DATA)
+    if start is None:
+        return b""
+    (length,) = struct.unpack_from("<I", data, start)
+    return data[start + 4 : start + 4 + length]
+
+
+def _uoffset(data: bytes, position: int) -> int:
+    return position + struct.unpack_from("<I", data, position)[0]
+
+
+def _field_position(data: bytes, table: int, field: int) -> int | None:
+    vtable = table - struct.unpack_from("<i", data, table)[0]
+    vtable_size = struct.unpack_from("<H", data, vtable)[0]
+    slot = 4 + 2 * field
+    if slot >= vtable_size:
+        return None
+    offset = struct.unpack_from("<H", data, vtable + slot)[0]
+    return table + offset if offset else None
+
+
+def _field_target(data: bytes, table: int, field: int) -> int | None:
+    position = _field_position(data, table, field)
+    return None if position is None else _uoffset(data, position)
+
+
+def _scalar(data: bytes, table: int, field: int, fmt: str, default):
+    position = _field_position(data, table, field)
+    return default if position is None else struct.unpack_from(fmt, data, position)[0]
+
+
+def _string(data: bytes, table: int, field: int) -> str:
+    start = _field_target(data, table, field)
+    if start is None:
+        return ""
+    (length,) = struct.unpack_from("<I", data, start)
+    return data[start + 4 : start + 4 + length].decode("utf-8", "replace")
+
+
+def _vector_of_tables(data: bytes, table: int, field: int) -> list[int]:
+    start = _field_target(data, table, field)
+    if start is None:
+        return []
+    (length,) = struct.unpack_from("<I", data, start)
+    return [_uoffset(data, start + 4 + 4 * i) for i in range(length)]

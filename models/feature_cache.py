@@ -1,0 +1,75 @@
+"""Compute a dataset's MFCC matrices once with the ``edge`` frontend and cache them.
+
+The cache file name carries the feature configuration's key and a hash of the
+file list, so a change to either computes afresh instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge import audio, features
+from edge.config import FeatureConfig
+from edge.datasets import Utterance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    features: np.ndarray  # (n, frames, n_mfcc) float32
+    labels: np.ndarray  # (n,) int class ids into ``label_names``
+    speakers: np.ndarray  # (n,) str
+    paths: np.ndarray  # (n,) str
+    label_names: tuple[str, ...]
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ser-edge" / "features"
+
+
+def load_features(utterances: list[Utterance], label_names: tuple[str, ...], config: FeatureConfig,
+                  cache_dir: Path | None = None) -> FeatureSet:
+    """Features for ``utterances`` (cached on disk), labels as ids into ``label_names``."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    listing = "\n".join(f"{u.path}\t{u.label}\t{u.speaker}" for u in utterances)
+    key = f"{config.cache_key()}-{hashlib.sha256(listing.encode()).hexdigest()[:16]}"
+    cache_file = cache_dir / f"mfcc-{key}.npy"
+    if cache_file.exists():
+        matrix = np.load(cache_file)
+        log.info("features from cache %s", cache_file)
+    else:
+        matrix = compute(utterances, config)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(".partial.npy")
+        np.save(partial, matrix)
+        partial.replace(cache_file)
+    index = {name: i for i, name in enumerate(label_names)}
+    return FeatureSet(
+        features=matrix,
+        labels=np.array([index[u.label] for u in utterances], dtype=np.int64),
+        speakers=np.array([u.speaker for u in utterances]),
+        paths=np.array([str(u.path) for u in utterances]),
+        label_names=tuple(label_names),
+    )
+
+
+def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
+    """(n, frames, n_mfcc) float32 for every utterance, with progress on stderr."""
+    out = np.empty((len(utterances), config.num_frames, config.n_mfcc), dtype=np.float32)
+    started = time.monotonic()
+    for i, utterance in enumerate(utterances):
+        signal = audio.load(utterance.path, config.sample_rate)
+        out[i] = features.utterance_features(signal, config)
+        if (i + 1) % 100 == 0 or i + 1 == len(utterances):
+            print(f"features {i + 1}/{len(utterances)} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    return out

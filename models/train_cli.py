@@ -1,0 +1,91 @@
+"""``ser-train``: k-fold training and evaluation of TPMNet, then the shipping model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edge.config import FeatureConfig
+from edge.datasets import DATASETS, LABELS, read_dataset
+from edge.errors import SerEdgeError
+from models.splits import SPLITS
+from models.tpmnet import ABLATIONS
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ser-train", description=__doc__)
+    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument("--data-dir", required=True, type=Path, help="the dataset's folder")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--only-fold", type=int, action="append", help="run just this fold (0-based); repeatable")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation")
+    parser.add_argument("--split", choices=SPLITS, default="random")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--reverse-axis", choices=("time", "coefficients"), default="time")
+    parser.add_argument("--ablate", action="append", choices=ABLATIONS, default=[])
+    parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the training step")
+    parser.add_argument("--no-cv", action="store_true", help="skip cross-validation; train only the final model")
+    parser.add_argument("--no-final", action="store_true", help="skip the final (shipping) model")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/ser-edge/features)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run(args)
+    except SerEdgeError as error:
+        print(f"ser-train: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ser-train: interrupted; finished folds are kept, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dataset not in DATASETS:
+        raise SerEdgeError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if args.folds < 2:
+        raise SerEdgeError(f"--folds must be at least 2, got {args.folds}")
+    if args.epochs < 1:
+        raise SerEdgeError(f"--epochs must be at least 1, got {args.epochs}")
+    utterances = read_dataset(args.dataset, args.data_dir)
+    label_names = LABELS[args.dataset]
+    counts = {name: sum(u.label == name for u in utterances) for name in label_names}
+    missing = [name for name, count in counts.items() if count < args.folds]
+    if missing:
+        raise SerEdgeError(f"{args.data_dir}: classes {missing} have fewer than {args.folds} utterances "
+                           f"(counts: {counts}); stratified {args.folds}-fold needs each class in every fold")
+    if args.split == "speaker" and len({u.speaker for u in utterances}) < args.folds:
+        raise SerEdgeError(f"--split speaker needs at least {args.folds} speakers")
+
+    # TensorFlow is imported only now, after the cheap checks.
+    from models.feature_cache import load_features
+    from models.train import TrainSettings, run_cross_validation, train_final
+
+    config = FeatureConfig(reverse_axis=args.reverse_axis)
+    data = load_features(utterances, label_names, config, args.cache_dir)
+    settings = TrainSettings(dataset=args.dataset, folds=args.folds, split=args.split, epochs=args.epochs,
+                             batch_size=args.batch_size, patience=args.patience, seed=args.seed,
+                             jit_compile=args.jit_compile, ablate=tuple(args.ablate))
+    report = None
+    if not args.no_cv:
+        report = run_cross_validation(data, settings, config, args.out, only_folds=args.only_fold)
+        print(f"{args.dataset}: {report['folds_finished']}/{report['folds_planned']} folds, "
+              f"WAR mean {100 * report['war']['mean']:.2f} % (std {100 * report['war']['std']:.2f}), "
+              f"UAR mean {100 * report['uar']['mean']:.2f} %; report in {args.out / 'report.md'}")
+    if not args.no_final:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = train_final(data, settings, config, args.out, report)
+        print(f"final model: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
