@@ -1,0 +1,131 @@
+"""``ser-edge``: classify files, inspect models, list devices, and ``listen`` (the daemon)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from edge import __version__
+from edge.errors import SerEdgeError
+from edge.registry import DEFAULT_MODEL, shipped_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ser-edge", description="On-device speech emotion recognition (TPMNet, LiteRT).")
+    parser.add_argument("--version", action="version", version=f"ser-edge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    model_help = f"shipped model name (ravdess, emodb; optional -float16/-int8/-dynamic) or a .tflite path (default {DEFAULT_MODEL})"
+
+    classify = commands.add_parser("classify", help="classify audio files, one result per file")
+    classify.add_argument("files", nargs="+")
+    classify.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    classify.add_argument("--threads", type=int, default=1)
+    classify.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    info = commands.add_parser("info", help="show what a model file carries (labels, features, training figures)")
+    info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=model_help)
+
+    commands.add_parser("devices", help="list audio input devices")
+
+    listen = commands.add_parser("listen", help="classify speech from the microphone (or --input) as JSON lines")
+    listen.add_argument("--config", help="TOML file; flags override it")
+    listen.add_argument("--model", help=model_help)
+    listen.add_argument("--threads", type=int)
+    listen.add_argument("--device", help="input device name or index (see ser-edge devices)")
+    listen.add_argument("--input", help="read this audio file, or - for raw s16le mono PCM on stdin")
+    listen.add_argument("--input-rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
+    listen.add_argument("--jsonl", help="also append results to this JSON-lines file")
+    listen.add_argument("--duration", dest="duration_s", type=float, help="stop after this many seconds of audio")
+    listen.add_argument("--energy-threshold-db", type=float, help="speech above this RMS level (dBFS)")
+    listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
+    listen.add_argument("--max-silence-s", type=float, help="this much silence ends an utterance")
+    listen.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SerEdgeError as error:
+        print(f"ser-edge: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+
+
+def cmd_classify(args) -> int:
+    from edge import audio
+    from edge.classifier import EmotionClassifier
+    from edge.registry import resolve_model
+
+    classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads)
+    failures = 0
+    if not args.json:
+        print(f"{'file':40} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")
+    for path in args.files:
+        try:
+            prediction = classifier.classify(audio.load(path, classifier.sample_rate))
+        except SerEdgeError as error:  # one bad file must not hide the others' results
+            failures += 1
+            print(f"ser-edge: error: {error}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"file": path, "label": prediction.label, "probabilities": prediction.probabilities,
+                              "features_s": prediction.features_s, "inference_s": prediction.inference_s}))
+        else:
+            print(f"{path[-40:]:40} {prediction.label:10} {prediction.probabilities[prediction.label]:5.2f} "
+                  f"{1e3 * prediction.features_s:11.2f} {1e3 * prediction.inference_s:12.2f}")
+    return 1 if failures else 0
+
+
+def cmd_info(args) -> int:
+    from edge.model_file import read_metadata
+    from edge.registry import resolve_model
+
+    path = resolve_model(args.model)
+    metadata = read_metadata(path)
+    print(f"file: {path} ({path.stat().st_size:,} bytes)")
+    print(json.dumps(metadata, indent=2))
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from edge.sources import import_sounddevice
+
+    sd = import_sounddevice()
+    try:
+        devices = sd.query_devices()
+        default_input = sd.default.device[0]
+    except sd.PortAudioError as error:
+        raise SerEdgeError(f"cannot list audio devices: {error}") from None
+    inputs = [d for d in devices if d["max_input_channels"] > 0]
+    if not inputs:
+        print("no input devices found", file=sys.stderr)
+        return 1
+    for device in inputs:
+        marker = "*" if device["index"] == default_input else " "
+        print(f"{marker} {device['index']:3d}  {device['name']}  ({device['max_input_channels']} ch, "
+              f"{device['default_samplerate']:.0f} Hz default)")
+    return 0
+
+
+def cmd_listen(args) -> int:
+    from edge.daemon import run_listen
+    from edge.settings import load_settings
+
+    overrides = {key: getattr(args, key) for key in (
+        "model", "threads", "device", "input", "input_rate", "jsonl", "duration_s", "energy_threshold_db",
+        "min_speech_s", "max_silence_s", "log_level")}
+    settings = load_settings(args.config, overrides)
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_listen(settings)
+
+
+COMMANDS = {"classify": cmd_classify, "info": cmd_info, "devices": cmd_devices, "listen": cmd_listen}
+
+if __name__ == "__main__":
+    sys.exit(main())

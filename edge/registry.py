@@ -1,0 +1,46 @@
+"""Shipped models by name: ``ravdess`` (English, the default) and ``emodb`` (German).
+
+Every entry point resolves ``--model`` here, so names map to files in one place.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from edge.errors import SerEdgeError
+
+DEFAULT_MODEL = "ravdess"
+DEFAULT_VARIANT = "float32"
+SHIPPED = ("ravdess", "emodb")
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+# The thesis's Raspberry Pi figure, mean seconds per utterance at batch 1 (Section 4-5).
+THESIS_PI_SECONDS = {"emodb": 1.42, "ravdess": 1.35, "iemocap": 1.22}
+THESIS_PI_MEAN_SECONDS = 1.33
+
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("models") / "shipped"))
+
+
+def resolve_model(name_or_path: str | Path = DEFAULT_MODEL, variant: str = DEFAULT_VARIANT) -> Path:
+    """A shipped model name (``ravdess``, ``emodb``, or ``ravdess-int8``) or a path to a .tflite."""
+    text = str(name_or_path)
+    name, _, explicit_variant = text.partition("-")
+    if name in SHIPPED and (not explicit_variant or explicit_variant in VARIANTS):
+        path = shipped_dir() / f"{name}-{explicit_variant or variant}.tflite"
+        if not path.is_file():
+            raise SerEdgeError(f"shipped model {path.name} is missing from {path.parent}; reinstall ser-edge")
+        return path
+    path = Path(text)
+    if path.suffix == ".tflite" or path.exists():
+        if not path.is_file():
+            raise SerEdgeError(f"{path}: no such model file")
+        return path
+    choices = ", ".join(f"{n}[-{'|'.join(VARIANTS)}]" for n in SHIPPED)
+    raise SerEdgeError(f"unknown model {text!r}: use {choices} or a path to a .tflite file")
+
+
+def thesis_seconds(dataset: str | None) -> float:
+    """The thesis's Raspberry Pi seconds per utterance for ``dataset`` (mean 1.33 s if unknown)."""
+    return THESIS_PI_SECONDS.get(dataset or "", THESIS_PI_MEAN_SECONDS)

@@ -1,0 +1,204 @@
+"""Where ``ser-edge listen`` gets audio: a microphone, a file, or raw PCM on stdin.
+
+Every source delivers float32 mono chunks at the model's rate through
+``read(timeout)``; ``None`` means nothing yet, ``EndOfStream`` the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+
+import numpy as np
+import soxr
+
+from edge import audio
+from edge.errors import SerEdgeError
+
+log = logging.getLogger(__name__)
+
+BLOCK_S = 0.05  # 50 ms capture blocks: low latency, few callbacks
+INT16_SCALE = 1.0 / 32768.0
+
+
+class EndOfStream(Exception):
+    """The source has no more audio (files and stdin; a microphone never ends)."""
+
+
+class DeviceLost(Exception):
+    """The capture device stopped delivering audio; the daemon reconnects."""
+
+
+class FileSource:
+    """A decoded file, served in blocks, as fast as it is consumed."""
+
+    def __init__(self, path: str, rate: int):
+        self.name = path
+        self.rate = rate
+        self.overflows = 0
+        self._signal = None
+        self._offset = 0
+
+    def open(self) -> None:
+        self._signal = audio.load(self.name, self.rate)
+
+    def read(self, timeout: float) -> np.ndarray:
+        if self._offset >= self._signal.shape[0]:
+            raise EndOfStream
+        block = round(BLOCK_S * self.rate)
+        chunk = self._signal[self._offset : self._offset + block]
+        self._offset += block
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
+class StdinSource:
+    """Raw signed 16-bit little-endian mono PCM on stdin at ``input_rate``."""
+
+    def __init__(self, rate: int, input_rate: int | None, stream=None):
+        self.name = "stdin"
+        self.rate = rate
+        self.input_rate = input_rate or rate
+        self.overflows = 0
+        self._stream = stream or sys.stdin.buffer
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._resampler = None
+
+    def open(self) -> None:
+        if self.input_rate != self.rate:
+            self._resampler = soxr.ResampleStream(self.input_rate, self.rate, 1, dtype="float32", quality="HQ")
+        threading.Thread(target=self._pump, name="stdin-reader", daemon=True).start()
+
+    def _pump(self) -> None:
+        block_bytes = 2 * round(BLOCK_S * self.input_rate)
+        leftover = b""
+        while True:
+            data = self._stream.read(block_bytes)
+            if not data:
+                self._queue.put(None)
+                return
+            data = leftover + data
+            usable = len(data) // 2 * 2  # an odd byte waits for its partner
+            leftover = data[usable:]
+            self._queue.put(data[:usable])
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        try:
+            data = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if data is None:
+            if self._resampler is not None:
+                tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+                self._resampler = None
+                if tail.size:
+                    self._queue.put(None)
+                    return tail
+            raise EndOfStream
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) * INT16_SCALE
+        return self._resampler.resample_chunk(samples) if self._resampler else samples
+
+    def close(self) -> None:
+        pass
+
+
+class MicrophoneSource:
+    """Capture int16 with sounddevice (float32 through ALSA plug devices is not exact).
+
+    Opens at the model's rate when the device accepts it; otherwise at the
+    device's default rate, resampled with soxr.
+    """
+
+    def __init__(self, rate: int, device: str | None):
+        self.rate = rate
+        self.device = device
+        self.name = device or "default input"
+        self.overflows = 0
+        self.capture_rate = rate
+        self._queue: queue.Queue = queue.Queue(maxsize=400)
+        self._stream = None
+        self._resampler = None
+
+    def open(self) -> None:
+        sd = import_sounddevice()
+        device = resolve_device(sd, self.device)
+        try:
+            sd.check_input_settings(device=device, channels=1, dtype="int16", samplerate=self.rate)
+            self.capture_rate = self.rate
+        except Exception as refused:  # PortAudioError or ValueError: the rate is refused
+            self.capture_rate = int(sd.query_devices(device, "input")["default_samplerate"])
+            log.warning("device refuses %d Hz (%s); capturing at %d Hz and resampling", self.rate,
+                        str(refused).splitlines()[0], self.capture_rate)
+        self._resampler = None
+        if self.capture_rate != self.rate:
+            self._resampler = soxr.ResampleStream(self.capture_rate, self.rate, 1, dtype="float32", quality="HQ")
+        try:
+            self._stream = sd.RawInputStream(samplerate=self.capture_rate, device=device, channels=1, dtype="int16",
+                                             blocksize=round(BLOCK_S * self.capture_rate), callback=self._callback)
+            self._stream.start()
+        except Exception as error:
+            raise SerEdgeError(f"cannot open input device {self.name!r}: {str(error).splitlines()[0]}") from None
+        log.info("capturing from %s at %d Hz", self.name, self.capture_rate)
+
+    def _callback(self, data, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait(bytes(data))
+        except queue.Full:  # the consumer is stalled: drop, and count it like an overflow
+            self.overflows += 1
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        try:
+            data = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            if self._stream is not None and not self._stream.active:
+                raise DeviceLost(f"{self.name} stopped")
+            return None
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) * INT16_SCALE
+        return self._resampler.resample_chunk(samples) if self._resampler else samples
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception as error:  # a vanished device may fail to close; nothing to save
+                log.debug("closing stream: %s", error)
+            self._stream = None
+
+
+def import_sounddevice():
+    """sounddevice, imported lazily: it loads PortAudio, which file input does not need."""
+    try:
+        import sounddevice
+    except OSError as error:  # the module is there but libportaudio is not
+        raise SerEdgeError(f"PortAudio is missing ({error}); on Debian/Raspberry Pi OS: apt install libportaudio2") from None
+    except ImportError:
+        raise SerEdgeError("sounddevice is not installed: pip install sounddevice") from None
+    return sounddevice
+
+
+def resolve_device(sd, device: str | None):
+    """A device index for a name or index string; None for the default input."""
+    try:
+        if device is None:
+            sd.query_devices(kind="input")  # raises when there is no default input
+            return None
+        key = int(device) if device.isdigit() else device
+        info = sd.query_devices(key, "input")
+        return info["index"]
+    except (ValueError, sd.PortAudioError) as error:
+        what = "no input device found" if device is None else f"unknown input device {device!r}"
+        raise SerEdgeError(f"{what} ({str(error).splitlines()[0]}); list them with: ser-edge devices") from None
+
+
+def make_source(settings, rate: int):
+    if settings.input == "-":
+        return StdinSource(rate, settings.input_rate)
+    if settings.input is not None:
+        return FileSource(settings.input, rate)
+    return MicrophoneSource(rate, settings.device)
