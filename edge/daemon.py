@@ -45,7 +45,7 @@ class Listener:
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,
                                    settings.segmenter)
         self._jsonl = None
-        self._audio_s = 0.0
+        self._samples = 0  # audio consumed, at the model's rate
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested.set()
@@ -65,6 +65,7 @@ class Listener:
             for segment in self.segmenter.flush():
                 self._classify(segment)
         finally:
+            log.debug("input ended after %d samples; closing %s", self._samples, self.source.name)
             self.source.close()
             self.notifier.send(STOPPING=1)
             self._write_summary()
@@ -73,7 +74,8 @@ class Listener:
         return 0
 
     def _loop(self) -> None:
-        rate = self.classifier.sample_rate
+        duration = self.settings.duration_s
+        limit = None if duration is None else round(duration * self.classifier.sample_rate)
         failures = 0
         while not self.stop_requested.is_set():
             try:
@@ -87,13 +89,12 @@ class Listener:
                 continue
             failures = 0
             self.notifier.watchdog()
-            if self.settings.duration_s is not None:
-                remaining = round((self.settings.duration_s - self._audio_s) * rate)
-                chunk = chunk[: max(0, remaining)]
-            self._audio_s += chunk.size / rate
+            if limit is not None:
+                chunk = chunk[: limit - self._samples]
+            self._samples += chunk.size
             for segment in self.segmenter.push(chunk):
                 self._classify(segment)
-            if self.settings.duration_s is not None and self._audio_s >= self.settings.duration_s - 1e-9:
+            if limit is not None and self._samples >= limit:
                 return
 
     def _reconnect(self, lost: Exception, failures: int) -> int:
@@ -140,7 +141,7 @@ class Listener:
     def summary(self) -> dict:
         values = np.asarray(self.latencies) if self.latencies else np.zeros(0)
         stats = {"utterances": len(self.latencies), "overflows": self.source.overflows,
-                 "audio_s": round(self._audio_s, 3), "thesis_pi_s": self.thesis_s}
+                 "audio_s": round(self._samples / self.classifier.sample_rate, 3), "thesis_pi_s": self.thesis_s}
         if values.size:
             stats.update({
                 "processing_mean_s": float(values.mean()),

@@ -120,18 +120,19 @@ class Segmenter:
         if not self._speech:
             return None
         samples = np.concatenate(self._speech)
-        voiced = samples[: self._voiced_len] if not continuing else samples
         start_s = self._start / self.rate
-        segment = Segment(voiced, start_s, start_s + voiced.size / self.rate, self._position / self.rate)
+        if continuing:  # exactly one model window; the rest opens the next window
+            window, rest = samples[: self.max_samples], samples[self.max_samples :]
+            self._start += window.size
+            self._speech, self._speech_len = [rest], rest.size
+            self._voiced_len, self._silent_frames = rest.size, 0
+            return Segment(window, start_s, start_s + window.size / self.rate, self._position / self.rate)
+        voiced = samples[: self._voiced_len]
         self._speech, self._speech_len, self._voiced_len, self._silent_frames = [], 0, 0, 0
-        if continuing:  # the next window starts right here, still in speech
-            self._start = self._position
-            self._speech = [np.zeros(0, dtype=np.float32)]
         # Utterances shorter than min_speech_s are clicks or breaths, not speech.
-        speech_samples = voiced.size - min(self.pre_roll, voiced.size)
-        if not continuing and speech_samples < self.min_speech_samples:
+        if voiced.size - min(self.pre_roll, voiced.size) < self.min_speech_samples:
             return None
-        return segment
+        return Segment(voiced, start_s, start_s + voiced.size / self.rate, self._position / self.rate)
 
 
 def level_db(frame: np.ndarray) -> float:

@@ -110,7 +110,8 @@ class MicrophoneSource:
     """Capture int16 with sounddevice (float32 through ALSA plug devices is not exact).
 
     Opens at the model's rate when the device accepts it; otherwise at the
-    device's default rate, resampled with soxr.
+    device's default rate, resampled with soxr. Blocking reads: PortAudio's
+    own buffer absorbs jitter and reports overflows, which we count.
     """
 
     def __init__(self, rate: int, device: str | None):
@@ -119,12 +120,12 @@ class MicrophoneSource:
         self.name = device or "default input"
         self.overflows = 0
         self.capture_rate = rate
-        self._queue: queue.Queue = queue.Queue(maxsize=400)
         self._stream = None
         self._resampler = None
+        self._sd = None
 
     def open(self) -> None:
-        sd = import_sounddevice()
+        sd = self._sd = import_sounddevice()
         device = resolve_device(sd, self.device)
         try:
             sd.check_input_settings(device=device, channels=1, dtype="int16", samplerate=self.rate)
@@ -138,33 +139,31 @@ class MicrophoneSource:
             self._resampler = soxr.ResampleStream(self.capture_rate, self.rate, 1, dtype="float32", quality="HQ")
         try:
             self._stream = sd.RawInputStream(samplerate=self.capture_rate, device=device, channels=1, dtype="int16",
-                                             blocksize=round(BLOCK_S * self.capture_rate), callback=self._callback)
+                                             blocksize=self._block)
             self._stream.start()
         except Exception as error:
             raise SerEdgeError(f"cannot open input device {self.name!r}: {str(error).splitlines()[0]}") from None
         log.info("capturing from %s at %d Hz", self.name, self.capture_rate)
 
-    def _callback(self, data, frames, time_info, status) -> None:
-        if status.input_overflow:
-            self.overflows += 1
-        try:
-            self._queue.put_nowait(bytes(data))
-        except queue.Full:  # the consumer is stalled: drop, and count it like an overflow
-            self.overflows += 1
+    @property
+    def _block(self) -> int:
+        return round(BLOCK_S * self.capture_rate)
 
     def read(self, timeout: float) -> np.ndarray | None:
+        """One 50 ms block (blocks at most that long on a real device)."""
         try:
-            data = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            if self._stream is not None and not self._stream.active:
-                raise DeviceLost(f"{self.name} stopped")
-            return None
+            data, overflowed = self._stream.read(self._block)
+        except Exception as error:  # PortAudioError: unplugged, driver gone
+            raise DeviceLost(f"{self.name}: {str(error).splitlines()[0]}") from None
+        if overflowed:
+            self.overflows += 1
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) * INT16_SCALE
         return self._resampler.resample_chunk(samples) if self._resampler else samples
 
     def close(self) -> None:
         if self._stream is not None:
             try:
+                self._stream.abort()  # drop what is buffered; stop() would wait for it
                 self._stream.close()
             except Exception as error:  # a vanished device may fail to close; nothing to save
                 log.debug("closing stream: %s", error)

@@ -1,0 +1,48 @@
+"""Latency summaries and accuracy figures in plain numpy (no scikit-learn on the device)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """mean, median, p95, p99, min and max of ``values`` (seconds in, seconds out)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        raise ValueError("summary of no values")
+    return {
+        "n": int(array.size),
+        "mean": float(array.mean()),
+        "median": float(np.median(array)),
+        "p95": float(np.percentile(array, 95)),
+        "p99": float(np.percentile(array, 99)),
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def accuracy(true: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict:
+    """WAR (plain accuracy), UAR (mean recall over classes present), per-class recall, confusion.
+
+    ``confusion[i][j]`` counts utterances of class i predicted as class j.
+    Classes absent from ``true`` have no recall and are left out of UAR.
+    """
+    if len(true) != len(predicted) or not true:
+        raise ValueError("accuracy needs as many predictions as labels, and at least one")
+    index = {name: i for i, name in enumerate(label_names)}
+    confusion = np.zeros((len(label_names), len(label_names)), dtype=np.int64)
+    np.add.at(confusion, ([index[t] for t in true], [index[p] for p in predicted]), 1)
+    support = confusion.sum(axis=1)
+    present = support > 0
+    recall = np.divide(np.diag(confusion), support, out=np.zeros(len(label_names)), where=present)
+    return {
+        "labels": list(label_names),
+        "n": int(support.sum()),
+        "war": float(np.trace(confusion) / support.sum()),
+        "uar": float(recall[present].mean()),
+        "per_class_recall": {name: (float(recall[i]) if present[i] else None) for i, name in enumerate(label_names)},
+        "support": {name: int(support[i]) for i, name in enumerate(label_names)},
+        "confusion": confusion.tolist(),
+    }

@@ -1,0 +1,102 @@
+"""The device side must import without TensorFlow, Keras, librosa or numba.
+
+Each check runs in a fresh interpreter (this pytest process has librosa loaded
+by other tests). Modules are globbed from edge/*.py when the tests are
+collected, so modules added later (edge/cli.py, edge/daemon.py, ...) are
+covered without editing this file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EDGE_DIR = Path(__file__).resolve().parents[1] / "edge"
+FORBIDDEN = ("tensorflow", "keras", "librosa", "numba", "tf_keras")
+CORE_MODULES = [
+    "edge.features",
+    "edge.audio",
+    "edge.classifier",
+    "edge.datasets",
+    "edge.registry",
+    "edge.model_file",
+    "edge.litert",
+]
+
+
+def edge_modules() -> list[str]:
+    names = []
+    for path in sorted(EDGE_DIR.glob("*.py")):
+        names.append("edge" if path.stem == "__init__" else f"edge.{path.stem}")
+    return names
+
+
+def run_fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=EDGE_DIR.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_imports_cleanly(modules: list[str]) -> None:
+    code = f"""
+        import importlib, sys
+        for name in {modules!r}:
+            importlib.import_module(name)
+        heavy = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})
+        assert not heavy, f"device imports pulled in: {{heavy[:10]}}"
+        print("ok")
+    """
+    result = run_fresh(code)
+    assert result.returncode == 0, f"importing {modules} failed:\n{result.stderr}"
+    assert result.stdout.strip() == "ok"
+
+
+def test_core_device_modules_together():
+    assert_imports_cleanly(CORE_MODULES)
+
+
+def test_the_listed_modules_exist():
+    existing = set(edge_modules())
+    assert set(CORE_MODULES) <= existing, sorted(set(CORE_MODULES) - existing)
+
+
+@pytest.mark.parametrize("module", edge_modules())
+def test_each_edge_module_alone(module):
+    assert_imports_cleanly([module])
+
+
+def test_features_fall_back_to_numpy_fft_without_scipy():
+    """scipy is not a device dependency: with it unimportable, the frontend uses numpy.fft."""
+    code = """
+        import sys
+        sys.modules["scipy"] = None  # makes `import scipy...` raise ImportError
+        import numpy as np
+        from edge import features
+        assert features.FFT_BACKEND == "numpy", features.FFT_BACKEND
+        y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+        out = features.utterance_features(y)
+        assert out.shape == (196, 39) and out.dtype == np.float32
+        np.save(sys.stdout.buffer, out)
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=EDGE_DIR.parent, capture_output=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+    import io
+
+    import numpy as np
+
+    from edge import features
+
+    without_scipy = np.load(io.BytesIO(result.stdout))
+    y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+    assert np.abs(without_scipy - features.utterance_features(y)).max() <= 1e-3

@@ -1,0 +1,227 @@
+"""The systemd unit and its config file, checked offline with systemd-analyze.
+
+Needs ``systemd-analyze`` on PATH (CI installs systemd); no running systemd.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+UNIT = REPO_ROOT / "systemd" / "ser-edge.service"
+CONFIG = REPO_ROOT / "systemd" / "ser-edge.toml"
+
+INSTALLED_EXEC = "/opt/ser-edge/venv/bin/ser-edge"
+INSTALLED_CONFIG = "/etc/ser-edge/ser-edge.toml"
+STATE_DIR = Path("/var/lib/ser-edge")
+MAX_EXPOSURE = 2.0
+# The keys `ser-edge listen` reads from its config file, with their TOML types.
+CONFIG_KEYS = {
+    "model": str,
+    "threads": int,
+    "device": str,
+    "jsonl": str,
+    "energy_threshold_db": float,
+    "min_speech_s": float,
+    "max_silence_s": float,
+    "log_level": str,
+}
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd_analyze = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not on PATH (apt install systemd)"
+)
+
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """{section: {key: [values in order]}}; repeated keys (SystemCallFilter=) keep every value."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None, f"{UNIT.name}: key outside a section: {raw!r}"
+        key, sep, value = line.partition("=")
+        assert sep, f"{UNIT.name}: not a key=value line: {raw!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def service_section() -> dict[str, list[str]]:
+    return parse_unit(UNIT.read_text())["Service"]
+
+
+def runnable_executable() -> str:
+    """An executable that exists here: verify checks ExecStart's binary."""
+    for candidate in (shutil.which("ser-edge"), Path(sys.executable).parent / "ser-edge"):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return "/bin/true"
+
+
+def analyze_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "SYSTEMD_LOG_LEVEL"}
+    env.update(SYSTEMD_COLORS="0", SYSTEMD_PAGER="", LC_ALL="C.UTF-8")
+    return env
+
+
+def run_analyze(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, *args], capture_output=True, text=True, env=analyze_env(), timeout=120
+    )
+    print(f"$ systemd-analyze {' '.join(args)}  -> rc {result.returncode}")
+    print(result.stdout)
+    print(result.stderr, file=sys.stderr)
+    return result
+
+
+def systemd_version() -> int:
+    first = subprocess.run(
+        [SYSTEMD_ANALYZE, "--version"], capture_output=True, text=True, env=analyze_env()
+    ).stdout.split("\n", 1)[0]
+    match = re.match(r"systemd (\d+)", first)
+    assert match, f"unexpected systemd-analyze --version output: {first!r}"
+    return int(match.group(1))
+
+
+def copy_unit(directory: Path, *, extra_service_lines: str = "") -> Path:
+    """The unit as ser-edge.service in ``directory``, ExecStart pointing at a local executable."""
+    text = UNIT.read_text()
+    assert text.count(f"ExecStart={INSTALLED_EXEC} ") == 1, f"{UNIT.name}: ExecStart is not {INSTALLED_EXEC}"
+    text = text.replace(f"ExecStart={INSTALLED_EXEC} ", f"ExecStart={runnable_executable()} ")
+    if extra_service_lines:
+        text = text.replace("[Service]\n", f"[Service]\n{extra_service_lines}\n", 1)
+    path = directory / UNIT.name
+    path.write_text(text)
+    return path
+
+
+def verify(unit: Path) -> tuple[int, list[str]]:
+    """systemd-analyze verify: the exit code and every output line that mentions the unit."""
+    supports_man = "--man" in run_analyze("--help").stdout
+    result = run_analyze("verify", *(["--man=no"] if supports_man else []), str(unit))
+    lines = (result.stderr + result.stdout).splitlines()
+    about_unit = [line for line in lines if unit.name in line]
+    unrelated = [line for line in lines if line.strip() and unit.name not in line]
+    if unrelated:  # e.g. other system units in a container: shown, not failed on
+        print("unrelated systemd-analyze output:\n" + "\n".join(unrelated))
+    return result.returncode, about_unit
+
+
+@needs_systemd_analyze
+def test_unit_verifies_without_warnings(tmp_path):
+    returncode, about_unit = verify(copy_unit(tmp_path))
+    assert returncode == 0 and not about_unit, "systemd-analyze verify:\n" + "\n".join(about_unit)
+
+
+@needs_systemd_analyze
+def test_verify_check_catches_unknown_keys(tmp_path):
+    # verify exits 0 on an unknown key and only warns: the stderr check above must see it.
+    _, about_unit = verify(copy_unit(tmp_path, extra_service_lines="ProtectKernel=yes"))
+    assert any("Unknown key" in line and "ProtectKernel" in line for line in about_unit), about_unit
+
+
+@needs_systemd_analyze
+def test_security_exposure_is_low(tmp_path):
+    version = systemd_version()
+    if version < 250:
+        pytest.skip(f"systemd-analyze security --offline needs systemd >= 250, found {version}")
+    unit = copy_unit(tmp_path)
+    # --threshold is in tenths: a non-zero exit code when exposure exceeds MAX_EXPOSURE.
+    result = run_analyze(
+        "security", "--offline=yes", f"--threshold={round(MAX_EXPOSURE * 10)}", "--no-pager", str(unit)
+    )
+    output = result.stdout + result.stderr
+    match = re.search(rf"Overall exposure level for {re.escape(unit.name)}: (\d+(?:\.\d+)?)", output)
+    assert match, f"no overall exposure level in the output:\n{output}"
+    exposure = float(match.group(1))
+    failed = [line for line in output.splitlines() if line.startswith("✗")]
+    assert exposure <= MAX_EXPOSURE, f"exposure {exposure} > {MAX_EXPOSURE}; open items:\n" + "\n".join(failed)
+    assert result.returncode == 0, output
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("WatchdogSec", "30"),
+        ("Restart", "on-failure"),
+        ("StateDirectory", "ser-edge"),
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("DevicePolicy", "closed"),
+        ("DeviceAllow", "char-alsa rw"),
+        ("RestrictAddressFamilies", "AF_UNIX"),
+        ("UMask", "0077"),
+    ],
+)
+def test_unit_setting(key, expected):
+    values = service_section().get(key)
+    assert values == [expected], f"{UNIT.name}: {key}={values}, expected {expected!r}"
+
+
+def test_unit_restarts_after_a_delay():
+    (value,) = service_section()["RestartSec"]
+    assert value, "RestartSec must be set"
+
+
+def test_unit_runs_unprivileged_with_only_the_audio_group():
+    service = service_section()
+    assert "User" not in service or service["User"] != ["root"]
+    assert service.get("DynamicUser") == ["yes"] or "User" in service, "no unprivileged user"
+    assert service.get("SupplementaryGroups") == ["audio"]
+    assert "Group" not in service, "only the audio group is wanted"
+
+
+def test_unit_filters_system_calls_softly():
+    service = service_section()
+    assert "@system-service" in service.get("SystemCallFilter", [])
+    assert service.get("SystemCallArchitectures") == ["native"]
+    # A denied call returns EPERM; without this the daemon is killed with SIGSYS.
+    assert service.get("SystemCallErrorNumber") == ["EPERM"]
+
+
+def test_unit_keeps_dev_snd_and_cffi_callbacks_working():
+    service = service_section()
+    # PrivateDevices' /dev has no /dev/snd; sounddevice's cffi callback needs W+X memory.
+    assert service.get("PrivateDevices", ["no"]) == ["no"]
+    assert service.get("MemoryDenyWriteExecute", ["no"]) == ["no"]
+
+
+def test_unit_runs_the_installed_daemon_with_the_etc_config():
+    (exec_start,) = service_section()["ExecStart"]
+    assert exec_start.split() == [INSTALLED_EXEC, "listen", "--config", INSTALLED_CONFIG]
+
+
+def test_config_has_exactly_the_documented_keys():
+    config = tomllib.loads(CONFIG.read_text())
+    assert set(config) == set(CONFIG_KEYS)
+    for key, kind in CONFIG_KEYS.items():
+        assert type(config[key]) is kind, f"{CONFIG.name}: {key} = {config[key]!r} is not a {kind.__name__}"
+
+
+def test_config_jsonl_is_in_the_state_directory():
+    jsonl = Path(tomllib.loads(CONFIG.read_text())["jsonl"])
+    assert jsonl.parent == STATE_DIR, f"the service can write only {STATE_DIR}, not {jsonl.parent}"
+
+
+def test_config_is_accepted_by_the_daemon():
+    from edge.settings import load_settings
+
+    settings = load_settings(CONFIG, {})
+    config = tomllib.loads(CONFIG.read_text())
+    assert {key: getattr(settings, key) for key in CONFIG_KEYS} == config
