@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from edge.errors import SerEdgeError
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
 
 SPLITS = ("random", "speaker")
@@ -49,6 +50,11 @@ def validation_split(indices: np.ndarray, labels: np.ndarray, speakers: np.ndarr
         inner = StratifiedGroupKFold(n_splits=groups, shuffle=True, random_state=seed)
         train, validation = next(inner.split(indices, labels[indices], speakers[indices]))
     else:
-        inner = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        # At least one item of every class, so tiny datasets still get a usable split.
+        classes = len(np.unique(labels[indices]))
+        size = max(classes, int(np.ceil(fraction * len(indices))))
+        if size > len(indices) - classes:
+            raise SerEdgeError(f"{len(indices)} utterances are too few for a stratified validation split")
+        inner = StratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
         train, validation = next(inner.split(indices, labels[indices]))
     return indices[train], indices[validation]

@@ -1,0 +1,165 @@
+"""Smoke training with ser-train, then ser-export in all four variants, run with LiteRT on real audio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
+
+from edge import audio  # noqa: E402
+from edge.classifier import EmotionClassifier  # noqa: E402
+from edge.datasets import LABELS  # noqa: E402
+from edge.model_file import read_metadata  # noqa: E402
+from tests.generated_corpus import make_emodb_corpus  # noqa: E402
+
+pytestmark = pytest.mark.slow
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_emodb_corpus(tmp_path_factory.mktemp("emodb"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    done = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(out),
+               "--folds", "2", "--epochs", "2", "--cache-dir", str(cache))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, trained, corpus) -> dict:
+    folder = tmp_path_factory.mktemp("export")
+    files = {}
+    for variant in VARIANTS:
+        out = folder / f"smoke-{variant}.tflite"
+        done = run("export.cli", str(trained / "final.keras"), "--quantize", variant, "--out", str(out),
+                   "--calibration-data", str(corpus), "--dataset", "emodb", "--report", str(folder / "parity"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        files[variant] = out
+    return {"files": files, "parity": folder / "parity"}
+
+
+def test_cross_validation_report_and_resume(trained, corpus):
+    report = json.loads((trained / "report.json").read_text())
+    assert report["folds_finished"] == 2
+    assert 0.0 <= report["war"]["mean"] <= 1.0
+    assert len(report["confusion"]) == 7 and sum(map(sum, report["confusion"])) == 28
+    for name in ("report.md", "confusion.png", "final.keras", "final.json", "fold_00.json", "fold_01.json"):
+        assert (trained / name).is_file(), name
+    folds = [json.loads((trained / f"fold_{i:02d}.json").read_text()) for i in range(2)]
+    tested = [set(f["test_paths"]) for f in folds]
+    assert not tested[0] & tested[1] and len(tested[0] | tested[1]) == 28
+    # A rerun finds both folds finished and trains nothing but the final model.
+    again = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
+                "--folds", "2", "--epochs", "2", "--no-final")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("already finished") == 2 and "epoch" not in again.stderr.replace("best_epoch", "")
+    # Different settings never mix into the same folder.
+    other = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
+                "--folds", "2", "--epochs", "3", "--no-final")
+    assert other.returncode == 2 and "different settings" in other.stderr
+
+
+def test_every_variant_runs_on_real_audio_with_its_metadata(exported, corpus):
+    wav = sorted(corpus.glob("*.wav"))[0]
+    for variant, path in exported["files"].items():
+        metadata = read_metadata(path)
+        assert metadata["quantization"] == variant
+        assert metadata["label_names"] == list(LABELS["emodb"])
+        assert metadata["features"]["num_samples"] == 100_000 and metadata["features"]["n_mfcc"] == 39
+        assert metadata["source_model"]["file"] == "final.keras"
+        classifier = EmotionClassifier(path)
+        prediction = classifier.classify(audio.load(wav, classifier.sample_rate))
+        assert prediction.label in LABELS["emodb"]
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=0.02)
+
+
+def test_parity_reports(exported):
+    for variant in VARIANTS:
+        report = json.loads((exported["parity"] / f"smoke-{variant}.parity.json").read_text())
+        assert report["held_out_items"] > 0
+        assert report["bytes"] == exported["files"][variant].stat().st_size
+        for threads in ("1_thread", "2_threads"):
+            assert report["invoke_latency_ms"][threads]["median"] > 0
+        if variant in ("float32", "float16"):
+            assert report["top1_agreement"] >= 0.995
+            assert report["max_abs_probability_difference"] < 0.01
+    int8 = json.loads((exported["parity"] / "smoke-int8.parity.json").read_text())
+    assert int8["conversion_mode"].startswith("int8")
+    assert "DIV" not in int8["ops"]  # the squash is written without division
+
+
+def test_float32_matches_keras_on_real_features(exported, trained, corpus):
+    import keras
+
+    import models.tpmnet  # noqa: F401
+    from edge.features import model_inputs, utterance_features
+
+    model = keras.saving.load_model(trained / "final.keras", compile=False)
+    classifier = EmotionClassifier(exported["files"]["float32"])
+    for wav in sorted(corpus.glob("*.wav"))[:6]:
+        matrix = utterance_features(audio.load(wav, 22050))
+        expected = np.asarray(model.predict(model_inputs(matrix), verbose=0))[0]
+        np.testing.assert_allclose(classifier.infer(matrix), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["missing", "not_keras", "labels_mismatch", "empty_calibration", "bad_out"])
+def test_export_bad_input_leaves_no_file(tmp_path, trained, corpus, case):
+    model, out = trained / "final.keras", tmp_path / "out.tflite"
+    args = [str(model), "--quantize", "int8", "--out", str(out), "--calibration-data", str(corpus),
+            "--dataset", "emodb"]
+    expected = {"missing": "no such model file", "not_keras": "not a Keras model",
+                "labels_mismatch": "do not match", "empty_calibration": "calibration set is empty",
+                "bad_out": "must end in .tflite"}[case]
+    if case == "missing":
+        args[0] = str(tmp_path / "nope.keras")
+    elif case == "not_keras":
+        bogus = tmp_path / "bogus.keras"
+        bogus.write_text("not a zip")
+        args[0] = str(bogus)
+    elif case == "labels_mismatch":
+        args[-1] = "ravdess"
+    elif case == "empty_calibration":
+        args += ["--calibration-size", "0"]
+    else:
+        out = tmp_path / "out.bin"
+        args[4] = str(out)
+    done = run("export.cli", *args)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_train_bad_input(tmp_path, corpus):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--dataset", "emodb", "--data-dir", str(empty)], "no emodb utterances found"),
+        (["--dataset", "emodb", "--data-dir", str(tmp_path / "absent")], "not a directory"),
+        (["--dataset", "cremad", "--data-dir", str(corpus)], "unknown dataset"),
+    ]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for wav in corpus.glob("*.wav"):
+        if wav.stem[5] != "E":  # no disgust at all
+            (partial / wav.name).write_bytes(wav.read_bytes())
+    cases.append((["--dataset", "emodb", "--data-dir", str(partial)], "['disgust']"))
+    for args, message in cases:
+        done = run("models.train_cli", *args, "--folds", "2", "--out", str(tmp_path / "out"))
+        assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
