@@ -43,6 +43,7 @@ def build_metadata(trained, record: dict, source_sha256: str) -> dict:
         "quantization": record["quantization"],
         "conversion_mode": record["mode"],
         "float_ops": record.get("float_ops", {}),
+        "float_layers": sorted(record.get("float_layers", {})),
         "source_model": {"file": trained.path.name, "sha256": source_sha256},
         "training": {
             "best_epoch": info.get("best_epoch"),

@@ -27,6 +27,7 @@ def parity_report(tflite_path: Path, keras_probabilities: np.ndarray, held_out: 
         "quantization": record["quantization"],
         "conversion_mode": record["mode"],
         "float_ops": record.get("float_ops", {}),
+        "float_layers": record.get("float_layers", {}),
         "ops": record.get("ops", {}),
         "held_out_items": int(len(held_out)),
         "top1_agreement": float(np.mean(keras_top == lite_top)),
@@ -80,5 +81,8 @@ def parity_markdown(r: dict) -> str:
         f"| invoke, 2 threads (median / p95) | {two['median']:.2f} / {two['p95']:.2f} ms |",
         f"| ops computing in float inside the graph | {float_ops} |",
         f"| runtime | {r['runtime']} |",
+        "",
+        *([f"Kept in float on purpose: {', '.join(r['float_layers'])}.", ""] if r.get("float_layers") else []),
+        *[f"- {layer}: {reason}" for layer, reason in r.get("float_layers", {}).items()],
         "",
     ])

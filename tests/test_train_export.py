@@ -83,6 +83,7 @@ def test_every_variant_runs_on_real_audio_with_its_metadata(exported, corpus):
         assert metadata["label_names"] == list(LABELS["emodb"])
         assert metadata["features"]["num_samples"] == 100_000 and metadata["features"]["n_mfcc"] == 39
         assert metadata["source_model"]["file"] == "final.keras"
+        assert path.stat().st_mode & 0o044 == 0o044, "the service user must be able to read the model"
         classifier = EmotionClassifier(path)
         prediction = classifier.classify(audio.load(wav, classifier.sample_rate))
         assert prediction.label in LABELS["emodb"]
@@ -102,6 +103,9 @@ def test_parity_reports(exported):
     int8 = json.loads((exported["parity"] / "smoke-int8.parity.json").read_text())
     assert int8["conversion_mode"].startswith("int8")
     assert "DIV" not in int8["ops"]  # the squash is written without division
+    # The int8 graph keeps the documented parts in float and names each one with its reason.
+    assert set(int8["float_layers"]) <= {"attention", "attention norm", "routing", "time-row BatchNorm"}
+    assert int8["float_layers"] and all(int8["float_layers"].values())
 
 
 def test_float32_matches_keras_on_real_features(exported, trained, corpus):

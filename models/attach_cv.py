@@ -1,0 +1,86 @@
+"""Attach cross-validation figures to a shipped model's sidecar, and keep their reports beside it.
+
+    python -m models.attach_cv models/shipped/emodb.json runs/emodb-cv runs/emodb-speaker
+
+The shipping model is trained once on all data (but its validation split);
+the figures that say how well that recipe generalises come from separate
+``ser-train`` cross-validation runs. This copies each run's ``report.json``,
+``report.md`` and ``confusion.png`` to ``models/shipped/cv/<dataset>-<split>/``
+and writes a summary of every run into the sidecar's ``figures`` (the first
+random-split run also as ``cross_validation``), which ``ser-export`` embeds in
+every ``.tflite`` and ``ser-edge info`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from edge.errors import SerEdgeError
+
+REPORT_FILES = ("report.json", "report.md", "confusion.png")
+
+
+def summarise(report: dict, folder: str) -> dict:
+    settings = report["settings"]
+    return {
+        "split": report["split"],
+        "folds_finished": report["folds_finished"],
+        "folds_planned": report["folds_planned"],
+        "epochs": settings["epochs"],
+        "patience": settings["patience"],
+        "war": report["war"],
+        "uar": report["uar"],
+        "report": folder,
+    }
+
+
+def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
+    try:
+        info = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as error:
+        raise SerEdgeError(f"{sidecar}: not a readable model sidecar ({error})") from None
+    figures = []
+    for run_dir in run_dirs:
+        report_path = run_dir / "report.json"
+        if not report_path.is_file():
+            raise SerEdgeError(f"{run_dir}: no report.json (run ser-train there first)")
+        report = json.loads(report_path.read_text())
+        if report["dataset"] != info["dataset"]:
+            raise SerEdgeError(f"{run_dir} is a {report['dataset']} run; {sidecar} is a {info['dataset']} model")
+        target = sidecar.parent / "cv" / f"{report['dataset']}-{report['split']}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, target / name)
+        figures.append(summarise(report, str(target.relative_to(sidecar.parent))))
+    info["figures"] = figures
+    random_runs = [figure for figure in figures if figure["split"] == "random"]
+    info["cross_validation"] = random_runs[0] if random_runs else None
+    partial = sidecar.with_suffix(".json.partial")
+    partial.write_text(json.dumps(info, indent=1))
+    partial.replace(sidecar)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sidecar", type=Path, help="models/shipped/NAME.json")
+    parser.add_argument("runs", type=Path, nargs="+", help="ser-train output folders")
+    args = parser.parse_args(argv)
+    try:
+        info = attach(args.sidecar, args.runs)
+    except SerEdgeError as error:
+        print(f"attach_cv: {error}", file=sys.stderr)
+        return 2
+    for figure in info["figures"]:
+        print(f"{figure['split']}: {figure['folds_finished']}/{figure['folds_planned']} folds, "
+              f"WAR {100 * figure['war']['mean']:.2f} %, UAR {100 * figure['uar']['mean']:.2f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
