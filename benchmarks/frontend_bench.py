@@ -1,5 +1,7 @@
-"""MFCC frontends side by side: librosa (the reference), edge with scipy.fft,
-edge with numpy.fft, and python_speech_features.
+"""MFCC frontends side by side: librosa (the reference), edge with each FFT
+backend (scipy's pocketfft kernel alone, scipy.fft, numpy.fft), and
+python_speech_features; then the resident memory each edge backend costs, each
+in a fresh interpreter.
 
     python -m benchmarks.frontend_bench [--repeat N] [--file PATH]
 
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     signal, source = input_signal(args.file)
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "librosa.feature.mfcc (reference)": librosa_mfcc,
+        "edge mfcc, pocketfft kernel (default)": edge_mfcc("pocketfft"),
         "edge mfcc, scipy.fft": edge_mfcc("scipy"),
         "edge mfcc, numpy.fft": edge_mfcc("numpy"),
         "python_speech_features.mfcc": speech_features_mfcc,
@@ -173,7 +176,37 @@ def main(argv: list[str] | None = None) -> int:
         "First call: after the imports; librosa's includes loading its lazily imported "
         "submodules, edge's builds its cached window, mel filters and DCT matrix."
     )
+    print()
+    print("Peak resident memory of a fresh interpreter that imports `edge.features`, selects the backend "
+          "and computes one MFCC matrix:")
+    print()
+    print("| FFT backend | peak RSS MiB | scipy modules imported |")
+    print("|---|---:|---:|")
+    for backend in ("pocketfft", "scipy", "numpy"):
+        peak, scipy_modules = backend_memory(backend)
+        print(f"| {backend} | {peak:.1f} | {scipy_modules} |")
     return 0
+
+
+BACKEND_MEMORY_SCRIPT = """
+import re, sys
+import numpy as np
+from edge import features
+features.use_fft_backend(sys.argv[1])
+features.utterance_features(np.zeros(100_000, np.float32))
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) / 1024,
+      sum(1 for name in sys.modules if name == "scipy" or name.startswith("scipy.")))
+"""
+
+
+def backend_memory(backend: str) -> tuple[float, int]:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", BACKEND_MEMORY_SCRIPT, backend], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[1])
+    peak, modules = done.stdout.split()
+    return float(peak), int(modules)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,10 @@ def _accuracy_section(results: dict) -> list[str]:
     lines = ["## Accuracy", "", f"On the {scores['n']} measured utterances: WAR (accuracy) "
              f"{100 * scores['war']:.2f} %, UAR (mean per-class recall) {100 * scores['uar']:.2f} %.", "",
              *_confusion_table(scores), ""]
+    if results["model"].get("trained_on") == results["dataset"]["name"]:
+        lines += [f"**Not a generalisation figure:** the model was trained on {results['dataset']['name']}, and a "
+                  "shipped model has seen every utterance but its validation split, so this is close to training "
+                  "accuracy. Its model card gives the cross-validated figures.", ""]
     return lines
 
 

@@ -4,9 +4,10 @@
 (centred frames with zero padding, periodic Hann window, power spectrum,
 128 Slaney mel bands, ``power_to_db(ref=1, amin=1e-10, top_db=80)``, DCT-II
 ortho) to about 1e-4, because the mel and log steps run in float64 where
-librosa uses float32. ``scipy.fft`` is used when importable: on 196 frames of
-2048 samples it is several times faster than ``numpy.fft`` (see README);
-numpy is the fallback.
+librosa uses float32. The real FFT comes from
+``edge.fft``: scipy's pocketfft kernel where installed, several times faster
+than ``numpy.fft`` on 196 frames of 2048 samples (see README); numpy is the
+fallback.
 """
 
 from __future__ import annotations
@@ -15,31 +16,18 @@ import functools
 
 import numpy as np
 
+from edge import fft
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 
-try:  # scipy vectorises batches of real FFTs; numpy.fft does them one by one
-    from scipy import fft as _fft_backend
-
-    FFT_BACKEND = "scipy"
-except ImportError:  # pragma: no cover - exercised through use_fft_backend
-    _fft_backend = np.fft
-    FFT_BACKEND = "numpy"
-
+FFT_BACKEND, _rfft = fft.best_available()
 DEFAULT_CONFIG = FeatureConfig()
 
 
 def use_fft_backend(name: str) -> None:
-    """Select "scipy" or "numpy" for the STFT (tests and benchmarks use this)."""
-    global _fft_backend, FFT_BACKEND
-    if name == "numpy":
-        _fft_backend = np.fft
-    elif name == "scipy":
-        from scipy import fft as scipy_fft
-
-        _fft_backend = scipy_fft
-    else:
-        raise SerEdgeError(f"unknown FFT backend {name!r}; use 'scipy' or 'numpy'")
+    """Select "pocketfft", "scipy" or "numpy" for the STFT (tests and benchmarks use this)."""
+    global _rfft, FFT_BACKEND
+    _rfft = fft.backend(name)
     FFT_BACKEND = name
 
 
@@ -94,7 +82,7 @@ def power_spectrogram(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG
     if padded.shape[0] < n_fft:  # librosa pads short inputs the same way
         raise SerEdgeError(f"signal of {signal.shape[0]} samples is too short for n_fft={n_fft}")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
-    spectrum = _fft_backend.rfft(frames * hann_window(n_fft), axis=-1)
+    spectrum = _rfft(frames * hann_window(n_fft))
     return spectrum.real**2 + spectrum.imag**2
 
 

@@ -39,7 +39,7 @@ def shared_datasets() -> Path:
     return shared_dataset_dir()
 
 
-@pytest.fixture(params=["scipy", "numpy"])
+@pytest.fixture(params=["pocketfft", "scipy", "numpy"])
 def fft_backend(request) -> str:
     """Runs the test once per STFT backend and restores the previous backend after."""
     previous = features.FFT_BACKEND

@@ -258,6 +258,10 @@ def test_report_figures_and_markdown(tmp_path):
                     "## Skipped files", "## Notes"):
         assert heading in page
     assert "| total | 60.0 | 60.0 | 60.0 | 60.0 | 60.0 |" in page
+    # Trained on the benchmarked dataset: the accuracy is flagged as near-training accuracy, and only then.
+    assert "Not a generalisation figure" in page
+    results["model"]["trained_on"] = "ravdess"
+    assert "Not a generalisation figure" not in report.markdown(results)
     assert "| Keras eager | 2 |" in page and page.count("LiteRT (this run, same utterances)") == 1
     json.dumps(results)  # everything in it is plain JSON
 

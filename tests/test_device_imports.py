@@ -74,7 +74,7 @@ def test_each_edge_module_alone(module):
 
 
 def test_features_fall_back_to_numpy_fft_without_scipy():
-    """scipy is not a device dependency: with it unimportable, the frontend uses numpy.fft."""
+    """The frontend still works where scipy is missing: it falls back to numpy.fft."""
     code = """
         import sys
         sys.modules["scipy"] = None  # makes `import scipy...` raise ImportError
@@ -100,3 +100,20 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
     without_scipy = np.load(io.BytesIO(result.stdout))
     y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
     assert np.abs(without_scipy - features.utterance_features(y)).max() <= 1e-3
+
+
+def test_fast_fft_without_importing_scipy():
+    """The pocketfft kernel is loaded alone: importing scipy.fft would pull scipy.special and OpenBLAS."""
+    pytest.importorskip("scipy")
+    code = """
+        import sys
+        import numpy as np
+        from edge import features
+        features.utterance_features(np.zeros(100_000, np.float32))
+        assert features.FFT_BACKEND == "pocketfft", features.FFT_BACKEND
+        loaded = sorted(name for name in sys.modules if name == "scipy" or name.startswith("scipy."))
+        assert not loaded, loaded
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=EDGE_DIR.parent,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

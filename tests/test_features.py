@@ -114,14 +114,20 @@ def test_float64_input_matches(fft_backend, rng):
 def test_backends_agree(rng):
     y = (0.1 * rng.standard_normal(N)).astype(np.float32)
     previous = features.FFT_BACKEND
+    results = {}
     try:
-        features.use_fft_backend("numpy")
-        with_numpy = features.mfcc(y)
-        features.use_fft_backend("scipy")
-        with_scipy = features.mfcc(y)
+        for name in ("pocketfft", "scipy", "numpy"):
+            features.use_fft_backend(name)
+            results[name] = features.mfcc(y)
     finally:
         features.use_fft_backend(previous)
-    assert np.abs(with_numpy - with_scipy).max() <= TOLERANCE
+    assert np.abs(results["pocketfft"] - results["numpy"]).max() <= TOLERANCE
+    assert np.abs(results["scipy"] - results["numpy"]).max() <= TOLERANCE
+
+
+def test_fastest_backend_is_the_default_where_scipy_is_installed():
+    pytest.importorskip("scipy")
+    assert features.FFT_BACKEND == "pocketfft"
 
 
 def test_unknown_fft_backend_is_refused():
