@@ -7,3 +7,7 @@ exception is a bug and is allowed to show its traceback.
 
 class SerEdgeError(Exception):
     """A user-facing error whose message is one self-contained line."""
+
+    def __str__(self) -> str:
+        # A path or a library message may hold line breaks; the CLIs promise one line.
+        return " ".join(super().__str__().split("\n")).replace("\r", " ")

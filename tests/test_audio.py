@@ -195,6 +195,10 @@ def test_missing_file(tmp_path):
     assert_one_line_error(tmp_path / "nope.wav", "no such file")
 
 
+def test_missing_file_whose_name_holds_a_line_break(tmp_path):
+    assert_one_line_error(tmp_path / "two\nlines.wav", "no such file")
+
+
 def test_directory(tmp_path):
     assert_one_line_error(tmp_path, "is a directory")
 
