@@ -1,0 +1,52 @@
+"""models.attach_cv: cross-validation figures into a shipped model's sidecar, reports beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.errors import SerEdgeError
+from models import attach_cv
+
+
+def write_run(folder: Path, dataset: str, split: str, war: float, finished: int = 10) -> Path:
+    folder.mkdir(parents=True)
+    stats = {"min": war - 0.1, "max": war + 0.1, "mean": war, "std": 0.05, "n": finished}
+    report = {"dataset": dataset, "split": split, "folds_finished": finished, "folds_planned": 10,
+              "settings": {"epochs": 40, "patience": 12}, "war": stats, "uar": {**stats, "mean": war - 0.05}}
+    (folder / "report.json").write_text(json.dumps(report))
+    (folder / "report.md").write_text(f"# {split}\n")
+    return folder
+
+
+@pytest.fixture
+def sidecar(tmp_path) -> Path:
+    path = tmp_path / "shipped" / "emodb.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"dataset": "emodb", "best_epoch": 56, "cross_validation": None}))
+    return path
+
+
+def test_figures_and_reports_are_attached(tmp_path, sidecar):
+    random_run = write_run(tmp_path / "cv", "emodb", "random", 0.58)
+    speaker_run = write_run(tmp_path / "speaker", "emodb", "speaker", 0.45, finished=5)
+    assert attach_cv.main([str(sidecar), str(random_run), str(speaker_run)]) == 0
+    info = json.loads(sidecar.read_text())
+    assert info["best_epoch"] == 56  # the rest of the sidecar is kept
+    assert [f["split"] for f in info["figures"]] == ["random", "speaker"]
+    assert info["cross_validation"]["war"]["mean"] == pytest.approx(0.58)
+    assert info["figures"][1]["folds_finished"] == 5 and info["figures"][1]["epochs"] == 40
+    assert (sidecar.parent / "cv" / "emodb-speaker" / "report.md").read_text() == "# speaker\n"
+    assert info["figures"][0]["report"] == "cv/emodb-random"
+
+
+def test_wrong_dataset_or_missing_report_is_refused_and_sidecar_untouched(tmp_path, sidecar, capsys):
+    before = sidecar.read_text()
+    other = write_run(tmp_path / "ravdess", "ravdess", "random", 0.5)
+    with pytest.raises(SerEdgeError, match="is a ravdess run"):
+        attach_cv.attach(sidecar, [other])
+    assert attach_cv.main([str(sidecar), str(tmp_path / "nothing")]) == 2
+    assert "no report.json" in capsys.readouterr().err
+    assert sidecar.read_text() == before
