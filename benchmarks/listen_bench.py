@@ -5,12 +5,14 @@
 Needs espeak-ng and PortAudio. The microphone is ALSA's ``file`` plugin fed
 with espeak-ng speech (see system.md); READY=1 is read from a real
 NOTIFY_SOCKET; memory is the process's VmHWM (peak RSS) sampled while it runs.
+Run from the repository root: the fake microphone is the tests' own
+(``tests/fixtures.py``), so it needs the test extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -19,30 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from tests.fixtures import RATE, alsa_fake_microphone, speech_with_pauses
 
-RATE = 22050
 TEXT = "I can't believe it. This is wonderful news, thank you so much."
 
 
 def fake_microphone(folder: Path) -> dict:
-    wav = folder / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), TEXT], check=True, capture_output=True)
-    from edge import audio
-
-    speech = audio.load(wav, RATE)
-    pause = np.zeros(RATE, dtype=np.float32)
-    signal = np.concatenate([speech, pause] * 4 + [np.zeros(10 * RATE, dtype=np.float32)])
-    raw = folder / "mic.raw"
-    raw.write_bytes(np.clip(np.round(signal * 32768), -32768, 32767).astype("<i2").tobytes())
-    config = folder / "asound.conf"
-    config.write_text(
-        "</usr/share/alsa/alsa.conf>\n"
-        f'pcm.fakemic_raw {{ type file slave.pcm "null" file "/dev/null" infile "{raw}" format "raw" }}\n'
-        f'pcm.fakemic {{ type plug slave {{ pcm "fakemic_raw" format S16_LE rate {RATE} channels 1 }} }}\n'
-        'pcm.!default { type asym capture.pcm "fakemic" playback.pcm "null" }\n')
-    seconds = (signal.size - 10 * RATE) / RATE
-    return {"env": {**os.environ, "ALSA_CONFIG_PATH": str(config)}, "seconds": seconds}
+    """The tests' fake ALSA microphone, playing TEXT four times with 1 s pauses."""
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("listen_bench: needs espeak-ng (apt install espeak-ng)")
+    signal, _ = speech_with_pauses(folder, sentences=(TEXT,) * 4, pause_s=1.0)
+    return {"env": alsa_fake_microphone(folder, signal), "seconds": signal.size / RATE}
 
 
 def one_run(folder: Path, mic: dict, model: str) -> tuple[float, float]:

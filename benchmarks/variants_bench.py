@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(model: str, data_dir: str, items: int, rounds: int) -> str:
-    classifiers = {variant: EmotionClassifier(resolve_model(model, variant), threads=1) for variant in VARIANTS}
+    paths = {variant: resolve_model(model, variant) for variant in VARIANTS}
+    classifiers = {variant: EmotionClassifier(path, threads=1) for variant, path in paths.items()}
     config = classifiers["float32"].features
     utterances = sorted(datasets.read_dataset(classifiers["float32"].dataset or model, data_dir),
                         key=lambda u: str(u.path))[:items]
@@ -70,7 +71,7 @@ def run(model: str, data_dir: str, items: int, rounds: int) -> str:
     for variant in VARIANTS:
         samples = np.array(timings[variant])
         agreement = float(np.mean(np.array(top1[variant]) == reference))
-        size = resolve_model(model, variant).stat().st_size
+        size = paths[variant].stat().st_size
         lines.append(f"| {variant} | {size:,} | {np.median(samples):.2f} | {np.percentile(samples, 95):.2f} | "
                      f"{100 * agreement:.1f} % |")
     return "\n".join(lines) + "\n"

@@ -10,4 +10,4 @@ class SerEdgeError(Exception):
 
     def __str__(self) -> str:
         # A path or a library message may hold line breaks; the CLIs promise one line.
-        return " ".join(super().__str__().split("\n")).replace("\r", " ")
+        return super().__str__().replace("\r", " ").replace("\n", " ")

@@ -5,8 +5,8 @@
 128 Slaney mel bands, ``power_to_db(ref=1, amin=1e-10, top_db=80)``, DCT-II
 ortho) to about 1e-4, because the mel and log steps run in float64 where
 librosa uses float32. The real FFT comes from
-``edge.fft``: scipy's pocketfft kernel where installed, several times faster
-than ``numpy.fft`` on 196 frames of 2048 samples (see README); numpy is the
+``edge.fft``: scipy's pocketfft kernel where installed, which makes the whole
+MFCC more than twice as fast as ``numpy.fft`` (see README); numpy is the
 fallback.
 """
 

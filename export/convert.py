@@ -17,15 +17,15 @@ OUTPUT_NAME = "probabilities"
 SIGNATURE = "serving_default"
 # Ops whose job is to move between float and int8 at the graph's edges.
 CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
-# Parts of TPMNet that an int8 export keeps in float, and why (measured on EmoDB with the
-# QuantizationDebugger: each one alone costs from a few to 80 points of top-1 agreement).
+# Parts of TPMNet that an int8 export keeps in float, and why. Chosen with TF's QuantizationDebugger
+# on EMO-DB; the parity reports give the agreement that results (models/shipped/parity/*-int8.*).
 FLOAT_LAYER_REASONS = {
-    "attention": "softmax over 1,320 capsules: each weight is ~1/1320 and rounds to 0 at the int8 "
-                 "output scale 1/256; the int8 1320x1320 BATCH_MATMUL is also 5x slower than float",
-    "attention norm": "residual Add + LayerNorm right after the float attention: the capsules' "
-                      "mean/variance lose too much at one int8 scale",
-    "routing": "squash sums squares of capsule votes (range up to ~1e5): int8 rounds small |s|^2 "
-               "to 0, rsqrt then blows up",
+    "attention": "softmax over 1,320 capsules: typical weights are about 1/1320, under half the int8 "
+                 "output step of 1/256, so they round to 0",
+    "attention norm": "residual Add + LayerNorm right after the float attention: normalising the "
+                      "capsules at one int8 scale loses their spread",
+    "routing": "the squash sums squares of capsule votes, whose range is far wider than its inputs': "
+               "at one int8 scale small |s|^2 round to 0 and rsqrt blows up",
     "time-row BatchNorm": "BatchNorm over time rows (axis=1) is a per-row multiplier that the "
                           "converter cannot fold into the conv; one int8 scale cannot hold all rows",
 }

@@ -82,7 +82,7 @@ def parity_markdown(r: dict) -> str:
         f"| ops computing in float inside the graph | {float_ops} |",
         f"| runtime | {r['runtime']} |",
         "",
-        *([f"Kept in float on purpose: {', '.join(r['float_layers'])}.", ""] if r.get("float_layers") else []),
+        *(["Kept in float on purpose:", ""] if r.get("float_layers") else []),
         *[f"- {layer}: {reason}" for layer, reason in r.get("float_layers", {}).items()],
         "",
     ])

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from edge.errors import SerEdgeError
+from models.train import write_json_atomically
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png")
 
@@ -60,9 +61,7 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
     info["figures"] = figures
     random_runs = [figure for figure in figures if figure["split"] == "random"]
     info["cross_validation"] = random_runs[0] if random_runs else None
-    partial = sidecar.with_suffix(".json.partial")
-    partial.write_text(json.dumps(info, indent=1))
-    partial.replace(sidecar)
+    write_json_atomically(sidecar, info)
     return info
 
 
