@@ -95,6 +95,7 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
         "best_val_accuracy": history["best_val_accuracy"],
         "history": history,
         "seconds": time.monotonic() - started,
+        "threads": tensorflow_threads(),  # what "seconds" was measured with; 0 is TensorFlow's default (all cores)
         "test": metrics.summarise(data.labels[fold.test], predicted, data.label_names),
         "test_paths": data.paths[fold.test].tolist(),
         "test_true": data.labels[fold.test].tolist(),
@@ -151,6 +152,12 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
     )
     model.set_weights(keeper.best_weights)
     return model, keeper.history()
+
+
+def tensorflow_threads() -> int:
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads()
 
 
 def predict(model, features: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -222,7 +229,7 @@ def write_report(out: Path, label_names: tuple[str, ...], settings: TrainSetting
         "uar": metrics.spread([r["test"]["uar"] for r in results]),
         "per_fold": [{"fold": r["fold"], "war": r["test"]["war"], "uar": r["test"]["uar"],
                       "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
-                      "seconds": round(r["seconds"], 1)} for r in results],
+                      "seconds": round(r["seconds"], 1), "threads": r.get("threads")} for r in results],
         "pooled": pooled_report(results, label_names),
         "confusion": confusion,
         "label_names": list(label_names),

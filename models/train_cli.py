@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reverse-axis", choices=("time", "coefficients"), default="time")
     parser.add_argument("--ablate", action="append", choices=ABLATIONS, default=[])
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the training step")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow CPU threads (0: TensorFlow's default, all cores); with 2 cores, two runs "
+                             "of --threads 1 side by side finish more folds per hour than one run on both")
     parser.add_argument("--no-cv", action="store_true", help="skip cross-validation; train only the final model")
     parser.add_argument("--no-final", action="store_true", help="skip the final (shipping) model")
     parser.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/ser-edge/features)")
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise SerEdgeError(f"--folds must be at least 2, got {args.folds}")
     if args.epochs < 1:
         raise SerEdgeError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.threads < 0:
+        raise SerEdgeError(f"--threads must be 0 (default) or more, got {args.threads}")
     utterances = read_dataset(args.dataset, args.data_dir)
     label_names = LABELS[args.dataset]
     counts = {name: sum(u.label == name for u in utterances) for name in label_names}
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise SerEdgeError(f"--split speaker needs at least {args.folds} speakers")
 
     # TensorFlow is imported only now, after the cheap checks.
+    if args.threads:
+        limit_tensorflow_threads(args.threads)
     from models.feature_cache import load_features
     from models.train import TrainSettings, run_cross_validation, train_final
 
@@ -85,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
         path = train_final(data, settings, config, args.out, report)
         print(f"final model: {path}")
     return 0
+
+
+def limit_tensorflow_threads(threads: int) -> None:
+    """Must run before TensorFlow builds anything. Threads change speed, not the settings of a run."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,11 @@ def test_cross_validation_report_and_resume(trained, corpus):
     folds = [json.loads((trained / f"fold_{i:02d}.json").read_text()) for i in range(2)]
     tested = [set(f["test_paths"]) for f in folds]
     assert not tested[0] & tested[1] and len(tested[0] | tested[1]) == 28
-    # A rerun finds both folds finished and trains nothing but the final model.
+    assert all(f["threads"] == 0 for f in folds)  # TensorFlow's default, recorded next to the seconds
+    # A rerun finds both folds finished and trains nothing but the final model; the thread count
+    # changes speed, not the run's settings, so it may differ on resume.
     again = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
-                "--folds", "2", "--epochs", "2", "--no-final")
+                "--folds", "2", "--epochs", "2", "--no-final", "--threads", "1")
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("already finished") == 2 and "epoch" not in again.stderr.replace("best_epoch", "")
     # Different settings never mix into the same folder.
@@ -156,6 +158,7 @@ def test_train_bad_input(tmp_path, corpus):
         (["--dataset", "emodb", "--data-dir", str(empty)], "no emodb utterances found"),
         (["--dataset", "emodb", "--data-dir", str(tmp_path / "absent")], "not a directory"),
         (["--dataset", "cremad", "--data-dir", str(corpus)], "unknown dataset"),
+        (["--dataset", "emodb", "--data-dir", str(corpus), "--threads", "-1"], "--threads must be"),
     ]
     partial = tmp_path / "partial"
     partial.mkdir()
