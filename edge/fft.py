@@ -18,6 +18,7 @@ measured figures); the code still runs without it.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 from collections.abc import Callable
@@ -31,6 +32,7 @@ BACKENDS = ("pocketfft", "scipy", "numpy")
 RealFFT = Callable[[np.ndarray], np.ndarray]  # rfft along the last axis
 
 
+@functools.cache  # loading and probing the extension costs ~0.5 ms: once per process, not per switch
 def backend(name: str) -> RealFFT:
     """A named backend, or a one-line error saying why it is not available here."""
     if name == "numpy":

@@ -130,6 +130,13 @@ def test_fastest_backend_is_the_default_where_scipy_is_installed():
     assert features.FFT_BACKEND == "pocketfft"
 
 
+def test_switching_backends_reuses_the_loaded_kernel():
+    # frontend_bench switches backend before every timed call; a reload there was timed as FFT work.
+    from edge import fft
+
+    assert fft.backend("pocketfft") is fft.backend("pocketfft")
+
+
 def test_unknown_fft_backend_is_refused():
     previous = features.FFT_BACKEND
     with pytest.raises(SerEdgeError, match="unknown FFT backend"):
