@@ -25,13 +25,13 @@ import keras
 from keras import layers, ops
 
 from edge.config import FeatureConfig
+from models import ABLATIONS  # noqa: F401  (re-exported: models.tpmnet.ABLATIONS)
 
 PACKAGE = "ser_edge"
 NUM_OUTPUT_CAPSULES = 6
 CAPSULE_DIM = 64
 ROUTING_ITERATIONS = 3
 SQUASH_EPSILON = 1e-7
-ABLATIONS = ("dwscnn", "cbam", "self_attention", "dynamic_routing")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -11,7 +11,7 @@ from edge.config import FeatureConfig
 from edge.datasets import DATASETS, LABELS, read_dataset
 from edge.errors import SerEdgeError
 from models.splits import SPLITS
-from models.tpmnet import ABLATIONS
+from models import ABLATIONS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         raise SerEdgeError(f"--folds must be at least 2, got {args.folds}")
     if args.epochs < 1:
         raise SerEdgeError(f"--epochs must be at least 1, got {args.epochs}")
+    bad_folds = [n for n in args.only_fold or [] if not 0 <= n < args.folds]
+    if bad_folds:
+        raise SerEdgeError(f"--only-fold {bad_folds[0]} is out of range: folds are numbered 0 to {args.folds - 1}")
     if args.threads < 0:
         raise SerEdgeError(f"--threads must be 0 (default) or more, got {args.threads}")
     utterances = read_dataset(args.dataset, args.data_dir)

@@ -151,6 +151,15 @@ def test_export_bad_input_leaves_no_file(tmp_path, trained, corpus, case):
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
 
+def test_bad_arguments_are_refused_before_tensorflow_loads(tmp_path, corpus):
+    probe = ("import sys; from models import train_cli; "
+             f"code = train_cli.main(['--dataset', 'emodb', '--data-dir', {str(corpus)!r}, '--out', "
+             f"{str(tmp_path / 'out')!r}, '--only-fold', '10']); print(code, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr[-2000:]
+    assert "--only-fold 10 is out of range" in done.stderr
+
+
 def test_train_bad_input(tmp_path, corpus):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -159,6 +168,7 @@ def test_train_bad_input(tmp_path, corpus):
         (["--dataset", "emodb", "--data-dir", str(tmp_path / "absent")], "not a directory"),
         (["--dataset", "cremad", "--data-dir", str(corpus)], "unknown dataset"),
         (["--dataset", "emodb", "--data-dir", str(corpus), "--threads", "-1"], "--threads must be"),
+        (["--dataset", "emodb", "--data-dir", str(corpus), "--only-fold", "2"], "--only-fold 2 is out of range"),
     ]
     partial = tmp_path / "partial"
     partial.mkdir()
