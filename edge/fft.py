@@ -32,7 +32,7 @@ BACKENDS = ("pocketfft", "scipy", "numpy")
 RealFFT = Callable[[np.ndarray], np.ndarray]  # rfft along the last axis
 
 
-@functools.cache  # loading and probing the extension costs ~0.5 ms: once per process, not per switch
+@functools.cache  # loading and probing the extension is not free: once per process, not per switch
 def backend(name: str) -> RealFFT:
     """A named backend, or a one-line error saying why it is not available here."""
     if name == "numpy":
