@@ -8,6 +8,7 @@ object from it, so training and inference cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from edge.errors import SerEdgeError
@@ -38,6 +39,10 @@ class FeatureConfig:
     reverse_axis: str = "time"
     # Model inputs in the order the Keras model declares them.
     input_names: tuple[str, ...] = field(default=("forward", "backward"))
+    # Per-coefficient standardisation, (mfcc - mean) / std, with statistics of
+    # the model's training set; None: raw MFCCs (models trained before it).
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.reverse_axis not in REVERSE_AXES:
@@ -50,6 +55,21 @@ class FeatureConfig:
                 raise SerEdgeError(f"feature config: {name} must be a positive integer, got {value!r}")
         if self.n_mfcc > self.n_mels:
             raise SerEdgeError(f"feature config: n_mfcc ({self.n_mfcc}) exceeds n_mels ({self.n_mels})")
+        if (self.input_mean is None) != (self.input_std is None):
+            raise SerEdgeError("feature config: input_mean and input_std come together")
+        if self.input_mean is not None:
+            for name in ("input_mean", "input_std"):
+                values = getattr(self, name)
+                if len(values) != self.n_mfcc or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                         for v in values):
+                    raise SerEdgeError(f"feature config: {name} must be {self.n_mfcc} finite numbers")
+            if min(self.input_std) <= 0:
+                raise SerEdgeError("feature config: input_std must be positive")
+
+    def standardized(self, mean, std) -> "FeatureConfig":
+        """This configuration with per-coefficient statistics for the model's inputs."""
+        return dataclasses.replace(self, input_mean=tuple(float(v) for v in mean),
+                                   input_std=tuple(float(v) for v in std))
 
     @property
     def num_frames(self) -> int:
@@ -68,6 +88,9 @@ class FeatureConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["input_names"] = list(self.input_names)
+        for name in ("input_mean", "input_std"):
+            if data[name] is not None:
+                data[name] = list(data[name])
         return data
 
     @classmethod
@@ -77,14 +100,21 @@ class FeatureConfig:
         if unknown:
             raise SerEdgeError(f"feature config: unknown keys {unknown}")
         values = dict(data)
-        if "input_names" in values:
-            values["input_names"] = tuple(values["input_names"])
+        for name in ("input_names", "input_mean", "input_std"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def cache_key(self) -> str:
-        """A short stable string that changes whenever any feature number does."""
+        """A short stable string that changes whenever a number of the MFCC matrices does.
+
+        The standardisation statistics are left out: they are applied to the
+        (cached) matrices when the model inputs are made.
+        """
         import hashlib
         import json
 
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        data = self.to_dict()
+        del data["input_mean"], data["input_std"]
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -59,7 +59,7 @@ def utterance_features(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFI
 
 
 def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> dict[str, np.ndarray]:
-    """Forward and reversed inputs, keyed by model input name.
+    """Forward and reversed inputs, keyed by model input name, standardised where the model says so.
 
     ``features`` is (frames, n_mfcc) or a batch (n, frames, n_mfcc); the
     result has a trailing channel axis and a batch axis: (n, frames, n_mfcc, 1).
@@ -68,6 +68,8 @@ def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -
     expected = (config.num_frames, config.n_mfcc)
     if batch.shape[1:] != expected:
         raise SerEdgeError(f"features have shape {batch.shape[1:]}, the model expects {expected}")
+    if config.input_mean is not None:
+        batch = (batch - np.asarray(config.input_mean, np.float32)) / np.asarray(config.input_std, np.float32)
     forward = batch[..., np.newaxis].astype(np.float32, copy=False)
     axis = 1 if config.reverse_axis == "time" else 2
     backward = np.ascontiguousarray(np.flip(forward, axis=axis))

@@ -3,3 +3,24 @@
 
 # Here, not in models.tpmnet, so that ser-train can check its arguments before importing TensorFlow.
 ABLATIONS = ("dwscnn", "cbam", "self_attention", "dynamic_routing")
+# "authors": the structure of the thesis authors' notebooks (shipped); "gate": this project's first reading.
+READINGS = ("authors", "gate")
+
+# Training recipes: every value is a TrainSettings field, saved in run.json, so
+# a run folder of one recipe is never resumed with another.
+RECIPES = {
+    # The thesis's recipe, as this project ran it until issue 11 (it under-fits).
+    "thesis": {"epochs": 300, "learning_rate": 1e-3, "beta_1": 0.97, "beta_2": 0.93, "schedule": "step",
+               "warmup_epochs": 0, "dropout": 0.2, "head_dropout": 0.0, "bn_momentum": 0.99,
+               "standardize": False, "head_scale": 1.0, "label_smoothing": 0.0, "loss": "crossentropy",
+               "augment": False},
+    # Issue 11's recipe: no spatial dropout, BatchNorm momentum 0.9, standardised
+    # inputs, a wider logit range, Adam's usual betas, warm-up + cosine, label
+    # smoothing and SpecAugment-style masking + time shift in place of dropout.
+    "converging": {"epochs": 150, "learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "schedule": "cosine",
+                   "warmup_epochs": 5, "dropout": 0.0, "head_dropout": 0.0, "bn_momentum": 0.9,
+                   "standardize": True, "head_scale": 20.0, "label_smoothing": 0.1, "loss": "crossentropy",
+                   "augment": True},
+}
+SCHEDULES = ("step", "cosine")
+LOSSES = ("crossentropy", "margin")

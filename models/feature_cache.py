@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio, features
+from edge import features
 from edge.config import FeatureConfig
 from edge.datasets import Utterance
 
@@ -65,6 +65,8 @@ def load_features(utterances: list[Utterance], label_names: tuple[str, ...], con
 
 def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
     """(n, frames, n_mfcc) float32 for every utterance, with progress on stderr."""
+    from edge import audio  # soundfile and soxr: not needed to read a cache or a bundle
+
     out = np.empty((len(utterances), config.num_frames, config.n_mfcc), dtype=np.float32)
     started = time.monotonic()
     for i, utterance in enumerate(utterances):
@@ -73,3 +75,17 @@ def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
         if (i + 1) % 100 == 0 or i + 1 == len(utterances):
             print(f"features {i + 1}/{len(utterances)} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     return out
+
+
+def save_bundle(data: FeatureSet, path: Path) -> None:
+    """One portable file with a dataset's features, labels, speakers and paths (no audio needed to train)."""
+    partial = Path(path).with_suffix(".partial.npz")
+    np.savez(partial, features=data.features, labels=data.labels, speakers=data.speakers, paths=data.paths,
+             label_names=np.array(data.label_names))
+    partial.replace(path)
+
+
+def load_bundle(path: Path) -> FeatureSet:
+    with np.load(path) as bundle:
+        return FeatureSet(features=bundle["features"], labels=bundle["labels"], speakers=bundle["speakers"],
+                          paths=bundle["paths"], label_names=tuple(bundle["label_names"].tolist()))

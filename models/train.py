@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,31 +24,58 @@ import numpy as np
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.features import model_inputs
-from models import metrics
+from models import RECIPES, metrics
 from models.feature_cache import FeatureSet
 from models.splits import Fold, make_folds, validation_split
 
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """Everything that decides a run's result; saved in run.json (a resume must match it)."""
+
     dataset: str
     folds: int = 10
     split: str = "random"
-    epochs: int = 300
+    reading: str = "authors"
+    recipe: str = "converging"
+    epochs: int = 150
     batch_size: int = 32
     patience: int = 0  # 0: no early stopping, the best validation epoch is still kept
     learning_rate: float = 1e-3
-    decay_start: int = 50  # thesis: "after epoch 50 ... reduced by 0.15 every 20 epochs"
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    schedule: str = "cosine"  # "step": the thesis's decay; "cosine": warm-up then cosine to 0
+    warmup_epochs: int = 5
+    decay_start: int = 50  # step schedule; thesis: "after epoch 50 ... reduced by 0.15 every 20 epochs"
     decay_every: int = 20
     decay_factor: float = 0.85  # our reading of "reduced by 0.15": multiply by 0.85
+    dropout: float = 0.0  # SpatialDropout2D of the three conv blocks
+    head_dropout: float = 0.0
+    bn_momentum: float = 0.9
+    standardize: bool = True  # per-coefficient, statistics of the training part
+    head_scale: float = 20.0  # a constant on the head's input: the capsule outputs have norm <= 1
+    label_smoothing: float = 0.1
+    loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
+    augment: bool = True  # see models.feed
     validation_fraction: float = 0.1
     seed: int = 42
     jit_compile: bool = False
     ablate: tuple[str, ...] = field(default=())
 
+    @classmethod
+    def from_recipe(cls, recipe: str, **overrides) -> "TrainSettings":
+        """The named recipe's values (models.RECIPES), then ``overrides`` (None values ignored)."""
+        values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(recipe=recipe, **values)
+
     def learning_rate_at(self, epoch: int) -> float:
-        """Epochs count from 0; epochs 0..decay_start-1 run at the initial rate."""
-        if epoch < self.decay_start:
+        """Epochs count from 0."""
+        if self.schedule == "cosine":
+            if epoch < self.warmup_epochs:
+                return self.learning_rate * (epoch + 1) / self.warmup_epochs
+            progress_ = (epoch - self.warmup_epochs) / max(1, self.epochs - self.warmup_epochs)
+            return 0.5 * self.learning_rate * (1 + math.cos(math.pi * progress_))
+        if epoch < self.decay_start:  # step: epochs 0..decay_start-1 run at the initial rate
             return self.learning_rate
         return self.learning_rate * self.decay_factor ** (1 + (epoch - self.decay_start) // self.decay_every)
 
@@ -57,8 +86,12 @@ class TrainSettings:
 
 
 def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: FeatureConfig, out: Path,
-                         only_folds: list[int] | None = None) -> dict:
-    """Train and test every fold not already finished in ``out``; return the aggregate report."""
+                         only_folds: list[int] | None = None, checkpoint_every: int = 10,
+                         track_test: bool = False) -> dict:
+    """Train and test every fold not already finished in ``out``; return the aggregate report.
+
+    A fold interrupted mid-way resumes from its last checkpoint (``fold_NN.ckpt/``).
+    """
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_run_file(out, settings, config, data)
     folds = make_folds(data.labels, data.speakers, folds=settings.folds, split=settings.split, seed=settings.seed,
@@ -70,8 +103,11 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
             continue
         if only_folds is not None and fold.index not in only_folds:
             continue
-        result = train_and_test_fold(data, fold, settings, config, total=len(folds))
+        checkpoints = out / f"fold_{fold.index:02d}.ckpt"
+        result = train_and_test_fold(data, fold, settings, config, total=len(folds), checkpoints=checkpoints,
+                                     checkpoint_every=checkpoint_every, track_test=track_test)
         write_json_atomically(fold_file, result)
+        shutil.rmtree(checkpoints, ignore_errors=True)
         report = write_report(out, data.label_names, settings)
         progress(f"fold {fold.index + 1}/{len(folds)}: test WAR {result['test']['war']:.4f} "
                  f"UAR {result['test']['uar']:.4f}; mean WAR so far {report['war']['mean']:.4f}")
@@ -79,11 +115,15 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
 
 
 def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, config: FeatureConfig,
-                        total: int) -> dict:
+                        total: int, checkpoints: Path | None = None, checkpoint_every: int = 10,
+                        track_test: bool = False) -> dict:
     assert not set(fold.test) & (set(fold.train) | set(fold.validation)), "test items leaked into training"
     started = time.monotonic()
+    config = fold_features(data, fold.train, settings, config)
+    diagnostic = fold.test if track_test else None
     model, history = fit(data, fold.train, fold.validation, settings, config, seed=settings.seed + fold.index,
-                         tag=f"fold {fold.index + 1}/{total}")
+                         tag=f"fold {fold.index + 1}/{total}", checkpoints=checkpoints,
+                         checkpoint_every=checkpoint_every, diagnostic_test=diagnostic)
     probabilities = predict(model, data.features[fold.test], config)
     predicted = probabilities.argmax(axis=1)
     return {
@@ -93,9 +133,12 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
         "best_epoch": history["best_epoch"],
         "epochs_run": len(history["val_accuracy"]),
         "best_val_accuracy": history["best_val_accuracy"],
+        # Inference-mode accuracy on the (unaugmented) training part: does the recipe fit?
+        "train_accuracy": history["train_accuracy"],
         "history": history,
         "seconds": time.monotonic() - started,
-        "threads": tensorflow_threads(),  # what "seconds" was measured with; 0 is TensorFlow's default (all cores)
+        "machine": machine_description(),
+        "threads": tensorflow_threads(),  # what "seconds" was measured with; 0 is the backend's default
         "test": metrics.summarise(data.labels[fold.test], predicted, data.label_names),
         "test_paths": data.paths[fold.test].tolist(),
         "test_true": data.labels[fold.test].tolist(),
@@ -103,13 +146,23 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
     }
 
 
+def fold_features(data: FeatureSet, train: np.ndarray, settings: TrainSettings, config: FeatureConfig) -> FeatureConfig:
+    """``config`` with standardisation statistics of the training part (never of validation or test)."""
+    if not settings.standardize:
+        return config
+    frames = data.features[train].reshape(-1, data.features.shape[-1]).astype(np.float64)
+    return config.standardized(frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-6))
+
+
 def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig, out: Path,
-                cross_validation: dict | None) -> Path:
+                cross_validation: dict | None, checkpoint_every: int = 10) -> Path:
     """The shipping model: all data but a validation split, which picks the epoch."""
     everything = np.arange(len(data.labels))
     train, validation = validation_split(everything, data.labels, data.speakers, split=settings.split,
                                          seed=settings.seed, fraction=settings.validation_fraction)
-    model, history = fit(data, train, validation, settings, config, seed=settings.seed, tag="final")
+    config = fold_features(data, train, settings, config)
+    model, history = fit(data, train, validation, settings, config, seed=settings.seed, tag="final",
+                         checkpoints=out / "final.ckpt", checkpoint_every=checkpoint_every)
     path = out / "final.keras"
     partial = out / "final.partial.keras"
     model.save(partial)
@@ -121,40 +174,113 @@ def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig
         "settings": settings.to_dict(),
         "train_size": len(train),
         "validation_size": len(validation),
-        # File names (unique in every supported dataset): the exporter's held-out set.
+        # File names (unique in every supported dataset): the exporter's held-out set, and what
+        # ser-bench needs to tell held-out files from training files.
         "validation_files": sorted(Path(p).name for p in data.paths[validation]),
+        "training_files": sorted(Path(p).name for p in data.paths[train]),
         "best_epoch": history["best_epoch"],
         "best_val_accuracy": history["best_val_accuracy"],
+        "train_accuracy": history["train_accuracy"],
         "history": history,
+        "machine": machine_description(),
         "cross_validation": cross_validation,
     })
+    shutil.rmtree(out / "final.ckpt", ignore_errors=True)
     return path
 
 
-def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: TrainSettings,
-        config: FeatureConfig, *, seed: int, tag: str):
-    """Train one model; return it with the weights of its best validation epoch."""
-    import keras
-
+def build_model(settings: TrainSettings, classes: int, config: FeatureConfig):
     from models.tpmnet import build_tpmnet
 
+    return build_tpmnet(classes, features=config, ablate=settings.ablate, reading=settings.reading,
+                        dropout=settings.dropout, head_dropout=settings.head_dropout,
+                        bn_momentum=settings.bn_momentum, head_scale=settings.head_scale)
+
+
+def compile_model(model, settings: TrainSettings) -> None:
+    import keras
+
+    from models.losses import margin_mse_loss
+
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=settings.beta_1,
+                                      beta_2=settings.beta_2, epsilon=1e-8)
+    if settings.loss == "margin":
+        loss = margin_mse_loss(settings.label_smoothing)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                  jit_compile=settings.jit_compile if keras.backend.backend() == "tensorflow" else "auto")
+
+
+def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: TrainSettings,
+        config: FeatureConfig, *, seed: int, tag: str, checkpoints: Path | None = None,
+        checkpoint_every: int = 10, diagnostic_test: np.ndarray | None = None):
+    """Train one model; return it with the weights of its best validation epoch.
+
+    With ``checkpoints``, the weights, optimiser state and history are saved
+    every ``checkpoint_every`` epochs, and a later call resumes from them.
+    ``diagnostic_test`` (indices) records test accuracy per epoch for the
+    report only: it never chooses anything.
+    """
+    import keras
+
+    from models.checkpoint import load_checkpoint
+    from models.feed import make_feed, one_hot
+
     keras.utils.set_random_seed(seed)
-    model = build_tpmnet(len(data.label_names), features=config, ablate=settings.ablate)
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=0.97, beta_2=0.93, epsilon=1e-8)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=settings.jit_compile)
-    keeper = BestValidationKeeper(settings, tag)
-    model.fit(
-        model_inputs(data.features[train], config), data.labels[train],
-        validation_data=(model_inputs(data.features[validation], config), data.labels[validation]),
-        epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True, verbose=0,
-        callbacks=[keras.callbacks.LearningRateScheduler(settings.learning_rate_at), keeper],
-    )
+    classes = len(data.label_names)
+    model = build_model(settings, classes, config)
+    compile_model(model, settings)
+    feed = make_feed(data.features[train], data.labels[train], classes, config, batch_size=settings.batch_size,
+                     seed=seed, augmented=settings.augment)
+    keeper = BestValidationKeeper(settings, tag, feed, checkpoints, checkpoint_every)
+    if diagnostic_test is not None:
+        keeper.diagnostic = (model_inputs(data.features[diagnostic_test], config), data.labels[diagnostic_test])
+    initial_epoch = load_checkpoint(checkpoints, model, keeper) if checkpoints else 0
+    if initial_epoch:
+        progress(f"{tag}: resumed at epoch {initial_epoch + 1} from {checkpoints}")
+    feed.start_epoch(initial_epoch)
+    if initial_epoch < settings.epochs and not keeper.stopped:
+        model.fit(
+            feed, validation_data=(model_inputs(data.features[validation], config),
+                                   one_hot(data.labels[validation], classes)),
+            epochs=settings.epochs, initial_epoch=initial_epoch, verbose=0,
+            callbacks=[keras.callbacks.LearningRateScheduler(settings.learning_rate_at), keeper],
+        )
+    last_train = accuracy(model, data, train, config)
     model.set_weights(keeper.best_weights)
-    return model, keeper.history()
+    history = keeper.history()
+    history["train_accuracy"] = {"best_epoch": accuracy(model, data, train, config), "last_epoch": last_train}
+    return model, history
+
+
+def accuracy(model, data: FeatureSet, indices: np.ndarray, config: FeatureConfig) -> float:
+    predicted = predict(model, data.features[indices], config).argmax(axis=1)
+    return float(np.mean(predicted == data.labels[indices]))
+
+
+def machine_description() -> str:
+    """Which machine trained: figures must say so (a GPU fold and a CPU fold are not timed alike)."""
+    import platform
+
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"keras {keras.__version__} jax {jax.__version__} on {device.platform}: {device.device_kind}"
+    import tensorflow as tf
+
+    return f"keras {keras.__version__} tensorflow {tf.__version__} on cpu: {platform.processor() or platform.machine()}"
 
 
 def tensorflow_threads() -> int:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 0
     import tensorflow as tf
 
     return tf.config.threading.get_intra_op_parallelism_threads()
@@ -171,21 +297,35 @@ def _callback_base():
 
 
 class BestValidationKeeper(_callback_base()):
-    """Keeps the weights of the best validation accuracy (ties: lower loss); optional patience."""
+    """Keeps the weights of the best validation accuracy (ties: lower loss); optional patience; checkpoints."""
 
-    def __init__(self, settings: TrainSettings, tag: str):
+    def __init__(self, settings: TrainSettings, tag: str, feed=None, checkpoints: Path | None = None,
+                 checkpoint_every: int = 10):
         super().__init__()
-        self.settings, self.tag = settings, tag
+        self.settings, self.tag, self.feed = settings, tag, feed
+        self.checkpoints, self.checkpoint_every = checkpoints, checkpoint_every
         self.best = (-1.0, float("inf"))
         self.best_epoch = -1
         self.best_weights = None
         self.log: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+        self.diagnostic = None
+        self.test_log: list[float] = []
+        self.stopped = False
+        self.seconds_before = 0.0
         self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.feed is not None:
+            self.feed.start_epoch(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         for key in self.log:
             self.log[key].append(float(logs[key]))
+        if self.diagnostic is not None:
+            inputs, labels = self.diagnostic
+            predicted = np.asarray(self.model.predict(inputs, batch_size=64, verbose=0)).argmax(axis=1)
+            self.test_log.append(float(np.mean(predicted == labels)))
         score = (logs["val_accuracy"], -logs["val_loss"])
         if score > (self.best[0], -self.best[1]):
             self.best = (logs["val_accuracy"], logs["val_loss"])
@@ -193,12 +333,34 @@ class BestValidationKeeper(_callback_base()):
             self.best_weights = self.model.get_weights()
         progress(f"{self.tag} epoch {epoch + 1}/{self.settings.epochs} loss {logs['loss']:.3f} "
                  f"acc {logs['accuracy']:.3f} val_acc {logs['val_accuracy']:.3f} "
-                 f"best {self.best[0]:.3f}@{self.best_epoch + 1} ({time.monotonic() - self.started:.0f} s)")
+                 f"best {self.best[0]:.3f}@{self.best_epoch + 1} ({self.seconds():.0f} s)")
         if self.settings.patience and epoch - self.best_epoch >= self.settings.patience:
             self.model.stop_training = True
+            self.stopped = True
+        if self.checkpoints and ((epoch + 1) % self.checkpoint_every == 0 or self.stopped):
+            from models.checkpoint import save_checkpoint
+
+            save_checkpoint(self.checkpoints, self.model, self, epoch + 1)
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self.started
+
+    def state(self) -> dict:
+        return {"log": self.log, "test_log": self.test_log, "best": list(self.best), "best_epoch": self.best_epoch,
+                "stopped": self.stopped, "seconds": self.seconds()}
+
+    def restore(self, state: dict, best_weights) -> None:
+        self.log, self.test_log = state["log"], state["test_log"]
+        self.best, self.best_epoch = tuple(state["best"]), state["best_epoch"]
+        self.stopped, self.seconds_before = state["stopped"], state["seconds"]
+        self.started = time.monotonic()
+        self.best_weights = best_weights
 
     def history(self) -> dict:
-        return {**self.log, "best_epoch": self.best_epoch + 1, "best_val_accuracy": float(self.best[0])}
+        history = {**self.log, "best_epoch": self.best_epoch + 1, "best_val_accuracy": float(self.best[0])}
+        if self.test_log:
+            history["test_accuracy_diagnostic"] = self.test_log
+        return history
 
 
 def check_or_write_run_file(out: Path, settings: TrainSettings, config: FeatureConfig, data: FeatureSet) -> None:
@@ -229,7 +391,11 @@ def write_report(out: Path, label_names: tuple[str, ...], settings: TrainSetting
         "uar": metrics.spread([r["test"]["uar"] for r in results]),
         "per_fold": [{"fold": r["fold"], "war": r["test"]["war"], "uar": r["test"]["uar"],
                       "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
-                      "seconds": round(r["seconds"], 1), "threads": r.get("threads")} for r in results],
+                      "train_accuracy": (r.get("train_accuracy") or {}).get("best_epoch"),
+                      "train_accuracy_last": (r.get("train_accuracy") or {}).get("last_epoch"),
+                      **test_epoch_diagnostics(r),
+                      "seconds": round(r["seconds"], 1), "threads": r.get("threads"),
+                      "machine": r.get("machine")} for r in results],
         "pooled": pooled_report(results, label_names),
         "confusion": confusion,
         "label_names": list(label_names),
@@ -239,6 +405,19 @@ def write_report(out: Path, label_names: tuple[str, ...], settings: TrainSetting
     metrics.save_confusion_png(confusion, label_names, out / "confusion.png",
                                f"{settings.dataset} {settings.split} split, {len(results)} folds")
     return report
+
+
+def test_epoch_diagnostics(result: dict) -> dict:
+    """What the test fold would have said per epoch (recorded with --track-test; it chose nothing).
+
+    ``test_best_epoch_war`` is the thesis's protocol (best test epoch), shown
+    only to compare with its figures; ``test_last_epoch_war`` is the last epoch's.
+    """
+    curve = result.get("history", {}).get("test_accuracy_diagnostic")
+    if not curve:
+        return {}
+    return {"test_best_epoch_war": max(curve), "test_best_epoch": int(np.argmax(curve)) + 1,
+            "test_last_epoch_war": curve[-1]}
 
 
 def pooled_report(results: list[dict], label_names: tuple[str, ...]) -> dict:
@@ -262,12 +441,32 @@ def report_markdown(report: dict) -> str:
         f"| WAR % | {100 * war['min']:.2f} | {100 * war['max']:.2f} | {100 * war['mean']:.2f} | {100 * war['std']:.2f} |",
         f"| UAR % | {100 * uar['min']:.2f} | {100 * uar['max']:.2f} | {100 * uar['mean']:.2f} | {100 * uar['std']:.2f} |",
         "",
-        "| fold | WAR % | UAR % | best epoch | epochs run | seconds |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in report["per_fold"]:
+    rows = report["per_fold"]
+    fits = [r["train_accuracy"] for r in rows if r.get("train_accuracy") is not None]
+    if fits:
+        lines.insert(-1, f"| training accuracy % (chosen epoch, inference mode) | {100 * min(fits):.2f} | "
+                     f"{100 * max(fits):.2f} | {100 * np.mean(fits):.2f} | {100 * np.std(fits):.2f} |")
+    for key, label in (("test_last_epoch_war", "WAR % at the last epoch (diagnostic)"),
+                       ("test_best_epoch_war", "WAR % at the best *test* epoch (the thesis's protocol; diagnostic)")):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            lines.insert(-1, f"| {label} | {100 * min(values):.2f} | {100 * max(values):.2f} | "
+                         f"{100 * np.mean(values):.2f} | {100 * np.std(values):.2f} |")
+    lines += [
+        "| fold | WAR % | UAR % | best epoch | epochs run | training acc. % | last-epoch WAR % | best test epoch | seconds | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def percent(value):
+        return "" if value is None else f"{100 * value:.2f}"
+
+    for row in rows:
+        best_test = f"{row['test_best_epoch']} ({percent(row['test_best_epoch_war'])})" if "test_best_epoch" in row else ""
         lines.append(f"| {row['fold'] + 1} | {100 * row['war']:.2f} | {100 * row['uar']:.2f} | {row['best_epoch']} "
-                     f"| {row['epochs_run']} | {row['seconds']} |")
+                     f"| {row['epochs_run']} | {percent(row.get('train_accuracy'))} "
+                     f"| {percent(row.get('test_last_epoch_war'))} | {best_test} | {row['seconds']} "
+                     f"| {row.get('machine') or ''} |")
     lines += ["", "Per class, pooled over the finished test folds:", "",
               "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for name in report["label_names"]:
@@ -280,9 +479,7 @@ def report_markdown(report: dict) -> str:
     for name, row in zip(report["label_names"], report["confusion"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     settings = report["settings"]
-    lines += ["", f"Settings: epochs {settings['epochs']}, batch {settings['batch_size']}, patience "
-              f"{settings['patience']}, Adam lr {settings['learning_rate']} (x{settings['decay_factor']} every "
-              f"{settings['decay_every']} epochs from epoch {settings['decay_start']}), seed {settings['seed']}.", ""]
+    lines += ["", "Settings: " + ", ".join(f"{key} {value}" for key, value in settings.items()) + ".", ""]
     return "\n".join(lines)
 
 

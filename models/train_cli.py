@@ -11,18 +11,41 @@ from edge.config import FeatureConfig
 from edge.datasets import DATASETS, LABELS, read_dataset
 from edge.errors import SerEdgeError
 from models.splits import SPLITS
-from models import ABLATIONS
+from models import ABLATIONS, LOSSES, READINGS, RECIPES, SCHEDULES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ser-train", description=__doc__)
     parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)}")
-    parser.add_argument("--data-dir", required=True, type=Path, help="the dataset's folder")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", type=Path, help="the dataset's folder")
+    source.add_argument("--bundle", type=Path,
+                        help="a feature bundle written by --write-bundle (train where the audio is not)")
+    parser.add_argument("--write-bundle", type=Path, metavar="FILE",
+                        help="compute the dataset's features, write them to FILE (.npz) and stop")
     parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--only-fold", type=int, action="append", help="run just this fold (0-based); repeatable")
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--reading", choices=READINGS, default="authors",
+                        help="model structure: the authors' notebooks (default) or this project's first reading")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default="converging",
+                        help="training recipe (models/__init__.py); the flags below override its values")
+    parser.add_argument("--epochs", type=int, help="default: the recipe's")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--schedule", choices=SCHEDULES)
+    parser.add_argument("--dropout", type=float, help="SpatialDropout of the conv blocks")
+    parser.add_argument("--head-dropout", type=float)
+    parser.add_argument("--bn-momentum", type=float)
+    parser.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--head-scale", type=float)
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--loss", choices=LOSSES)
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=10,
+                        help="save weights and optimiser state every N epochs; an interrupted fold resumes there")
+    parser.add_argument("--track-test", action="store_true",
+                        help="record each fold's test accuracy per epoch (diagnostic only: it chooses nothing)")
     parser.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation")
     parser.add_argument("--split", choices=SPLITS, default="random")
     parser.add_argument("--seed", type=int, default=42)
@@ -56,49 +79,90 @@ def run(args: argparse.Namespace) -> int:
         raise SerEdgeError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     if args.folds < 2:
         raise SerEdgeError(f"--folds must be at least 2, got {args.folds}")
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise SerEdgeError(f"--epochs must be at least 1, got {args.epochs}")
     bad_folds = [n for n in args.only_fold or [] if not 0 <= n < args.folds]
     if bad_folds:
         raise SerEdgeError(f"--only-fold {bad_folds[0]} is out of range: folds are numbered 0 to {args.folds - 1}")
     if args.threads < 0:
         raise SerEdgeError(f"--threads must be 0 (default) or more, got {args.threads}")
-    utterances = read_dataset(args.dataset, args.data_dir)
+    if args.checkpoint_every < 1:
+        raise SerEdgeError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+    for name in ("dropout", "head_dropout", "label_smoothing"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            raise SerEdgeError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+    if args.bn_momentum is not None and not 0 < args.bn_momentum < 1:
+        raise SerEdgeError(f"--bn-momentum must be in (0, 1), got {args.bn_momentum}")
+    for name in ("learning_rate", "head_scale"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
     label_names = LABELS[args.dataset]
-    counts = {name: sum(u.label == name for u in utterances) for name in label_names}
+    if args.bundle:
+        from models.feature_cache import load_bundle
+
+        if not args.bundle.is_file():
+            raise SerEdgeError(f"{args.bundle}: no such feature bundle")
+        bundle = load_bundle(args.bundle)
+        if bundle.label_names != label_names:
+            raise SerEdgeError(f"{args.bundle}: labels {bundle.label_names} are not {args.dataset}'s")
+        labels = [label_names[i] for i in bundle.labels]
+        speakers = set(bundle.speakers.tolist())
+        where = args.bundle
+    else:
+        utterances = read_dataset(args.dataset, args.data_dir)
+        labels = [u.label for u in utterances]
+        speakers = {u.speaker for u in utterances}
+        where = args.data_dir
+    counts = {name: labels.count(name) for name in label_names}
     missing = [name for name, count in counts.items() if count < args.folds]
     if missing:
-        raise SerEdgeError(f"{args.data_dir}: classes {missing} have fewer than {args.folds} utterances "
+        raise SerEdgeError(f"{where}: classes {missing} have fewer than {args.folds} utterances "
                            f"(counts: {counts}); stratified {args.folds}-fold needs each class in every fold")
-    if args.split == "speaker" and len({u.speaker for u in utterances}) < args.folds:
+    if args.split == "speaker" and len(speakers) < args.folds:
         raise SerEdgeError(f"--split speaker needs at least {args.folds} speakers")
 
     # TensorFlow is imported only now, after the cheap checks.
-    if args.threads:
+    if args.threads and not args.write_bundle:
         limit_tensorflow_threads(args.threads)
-    from models.feature_cache import load_features
-    from models.train import TrainSettings, run_cross_validation, train_final
+    from models.feature_cache import load_features, save_bundle
 
     config = FeatureConfig(reverse_axis=args.reverse_axis)
-    data = load_features(utterances, label_names, config, args.cache_dir)
-    settings = TrainSettings(dataset=args.dataset, folds=args.folds, split=args.split, epochs=args.epochs,
-                             batch_size=args.batch_size, patience=args.patience, seed=args.seed,
-                             jit_compile=args.jit_compile, ablate=tuple(args.ablate))
+    data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir)
+    if args.write_bundle:
+        save_bundle(data, args.write_bundle)
+        print(f"{args.dataset}: {len(data.labels)} feature matrices written to {args.write_bundle}")
+        return 0
+    from models.train import TrainSettings, run_cross_validation, train_final
+
+    settings = TrainSettings.from_recipe(
+        args.recipe, dataset=args.dataset, folds=args.folds, split=args.split, reading=args.reading,
+        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed,
+        jit_compile=args.jit_compile, ablate=tuple(args.ablate), learning_rate=args.learning_rate,
+        schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
+        bn_momentum=args.bn_momentum, standardize=args.standardize, head_scale=args.head_scale,
+        label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:
-        report = run_cross_validation(data, settings, config, args.out, only_folds=args.only_fold)
+        report = run_cross_validation(data, settings, config, args.out, only_folds=args.only_fold,
+                                      checkpoint_every=args.checkpoint_every, track_test=args.track_test)
         print(f"{args.dataset}: {report['folds_finished']}/{report['folds_planned']} folds, "
               f"WAR mean {100 * report['war']['mean']:.2f} % (std {100 * report['war']['std']:.2f}), "
               f"UAR mean {100 * report['uar']['mean']:.2f} %; report in {args.out / 'report.md'}")
     if not args.no_final:
         args.out.mkdir(parents=True, exist_ok=True)
-        path = train_final(data, settings, config, args.out, report)
+        path = train_final(data, settings, config, args.out, report, checkpoint_every=args.checkpoint_every)
         print(f"final model: {path}")
     return 0
 
 
 def limit_tensorflow_threads(threads: int) -> None:
     """Must run before TensorFlow builds anything. Threads change speed, not the settings of a run."""
+    import os
+
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

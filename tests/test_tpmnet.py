@@ -11,20 +11,71 @@ from models.splits import make_folds  # noqa: E402
 from models.tpmnet import build_tpmnet, squash  # noqa: E402
 
 
+READINGS = ("authors", "gate")
+
+
+@pytest.mark.parametrize("reading", READINGS)
 @pytest.mark.parametrize("classes, params", [(7, 95_288), (8, 95_353), (4, 95_093)])
-def test_total_parameters(classes, params):
-    assert build_tpmnet(classes).count_params() == params
+def test_total_parameters(reading, classes, params):
+    assert build_tpmnet(classes, reading=reading).count_params() == params
 
 
+@pytest.mark.parametrize("reading", READINGS)
 @pytest.mark.parametrize("ablate, params", [
     ("dwscnn", 69_688), ("cbam", 90_994), ("self_attention", 95_160), ("dynamic_routing", 70_712),
 ])
-def test_ablation_parameters(ablate, params):
-    assert build_tpmnet(7, ablate=(ablate,)).count_params() == params
+def test_ablation_parameters(reading, ablate, params):
+    assert build_tpmnet(7, reading=reading, ablate=(ablate,)).count_params() == params
+
+
+@pytest.mark.parametrize("reading", READINGS)
+def test_training_knobs_add_no_parameter(reading):
+    knobs = build_tpmnet(8, reading=reading, dropout=0.0, head_dropout=0.2, bn_momentum=0.9, head_scale=20.0)
+    assert knobs.count_params() == 95_353
+
+
+def test_authors_reading_modules():
+    model = build_tpmnet(7, reading="authors")
+    count = {layer.name: layer.count_params() for layer in model.layers}
+    assert count["forward_conv"] + count["forward_bn"] == 1_416
+    assert count["dcnn_conv"] + count["dcnn_bn"] == 37_300
+    assert count["cbam"] == 4_294
+    assert count["dws_depthwise"] + count["dws_pointwise"] == 25_600
+    assert count["capsule_spatial_attention"] == 102
+    assert count["attention"] == 1  # one scale, shared by the cross- and the self-attention
+    assert count["attention_norm"] == 128
+    assert count["dynamic_routing"] == 24_576
+    layers = {layer.name: layer for layer in model.layers}
+    # Dilation 2 in the depthwise conv: a 42 x 3 map, 756 capsules of 64 (not 1,320).
+    assert tuple(layers["capsules"].output.shape[1:]) == (756, 64)
+    assert tuple(layers["dws_depthwise"].output.shape[1:]) == (42, 3, 64)
+    # The shared attention and the capsule gate are each one layer used twice.
+    assert len(layers["attention"]._inbound_nodes) == 2
+    assert len(layers["capsule_spatial_attention"]._inbound_nodes) == 2
+    assert len(layers["cbam"]._inbound_nodes) == 3
+
+
+def test_authors_routing_replaces_logits():
+    from models.tpmnet import DynamicRouting
+
+    rng = np.random.default_rng(3)
+    u = rng.standard_normal((2, 30, 64)).astype("float32")
+    layer = DynamicRouting(replace_logits=True)
+    layer.build(u.shape)
+    w = np.asarray(layer.transform)
+    predictions = (u @ w).reshape(2, 30, 6, 64)
+    logits = np.zeros((2, 30, 6))
+    for iteration in range(3):
+        coupling = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        s = (coupling[..., None] * predictions).sum(1)
+        norm = np.linalg.norm(s, axis=-1, keepdims=True)
+        v = s * norm / (1 + norm**2) if iteration == 2 else s / norm
+        logits = (predictions * v[:, None]).sum(-1)  # replaced, not accumulated
+    np.testing.assert_allclose(np.asarray(layer(u)), v, rtol=2e-3, atol=2e-5)
 
 
 def test_module_parameters():
-    model = build_tpmnet(7)
+    model = build_tpmnet(7, reading="gate")
     count = {layer.name: layer.count_params() for layer in model.layers}
     assert count["forward_conv"] + count["forward_bn"] == 1_416
     assert count["backward_conv"] + count["backward_bn"] == 1_416
@@ -60,10 +111,12 @@ def test_squash_matches_its_definition():
     assert np.all(np.isfinite(np.asarray(squash(np.zeros((1, 6, 64), "float32")))))
 
 
-def test_every_op_is_a_tflite_builtin():
+@pytest.mark.parametrize("reading", READINGS)
+def test_every_op_is_a_tflite_builtin(reading):
+    # Parity of the converted model with Keras on real features: tests/test_train_export.py.
     import tensorflow as tf
 
-    model = build_tpmnet(7)
+    model = build_tpmnet(8, reading=reading, dropout=0.0, bn_momentum=0.9, head_scale=20.0)
     spec = [tf.TensorSpec((1, 196, 39, 1), tf.float32, name=n) for n in ("forward", "backward")]
     function = tf.function(lambda f, b: model({"forward": f, "backward": b}, training=False), input_signature=spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)

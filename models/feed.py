@@ -1,0 +1,93 @@
+"""Training batches: shuffled, optionally augmented, reproducible from (seed, epoch) alone.
+
+Every random choice of an epoch comes from ``numpy.random.default_rng((seed,
+epoch))``, so a fold resumed from a checkpoint at epoch k sees exactly the
+batches an uninterrupted run would have seen from epoch k on.
+
+Augmentation (``augment=True``), on the standardised MFCC matrix before the
+reversed copy is made, SpecAugment-style (Park et al., 2019) plus a shift:
+- a circular time shift of up to ``MAX_SHIFT`` frames (the utterance sits in
+  silence padding, so the shift moves it within the window);
+- two time masks of up to ``MAX_TIME_MASK`` frames and one coefficient mask
+  of up to ``MAX_COEFFICIENT_MASK`` coefficients, set to 0 (the mean of a
+  standardised input).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.config import FeatureConfig
+from edge.features import model_inputs
+
+MAX_SHIFT = 20
+TIME_MASKS = 2
+MAX_TIME_MASK = 20
+MAX_COEFFICIENT_MASK = 5
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift and mask a (n, frames, coefficients) batch; returns a new array."""
+    out = np.empty_like(batch)
+    frames, coefficients = batch.shape[1:]
+    for i, matrix in enumerate(batch):
+        shifted = np.roll(matrix, int(rng.integers(-MAX_SHIFT, MAX_SHIFT + 1)), axis=0)
+        for _ in range(TIME_MASKS):
+            width = int(rng.integers(0, MAX_TIME_MASK + 1))
+            start = int(rng.integers(0, frames - width + 1))
+            shifted[start:start + width] = 0.0
+        width = int(rng.integers(0, MAX_COEFFICIENT_MASK + 1))
+        start = int(rng.integers(0, coefficients - width + 1))
+        shifted[:, start:start + width] = 0.0
+        out[i] = shifted
+    return out
+
+
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes, dtype=np.float32)[labels]
+
+
+def standardize(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    if config.input_mean is None:
+        return features
+    return (features - np.asarray(config.input_mean, np.float32)) / np.asarray(config.input_std, np.float32)
+
+
+def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: FeatureConfig, *,
+              batch_size: int, seed: int, augmented: bool):
+    """A Keras PyDataset over (features, labels); Keras is imported only here."""
+    import keras
+
+    raw = FeatureConfig.from_dict({**config.to_dict(), "input_mean": None, "input_std": None})
+
+    class Feed(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.features = standardize(features, config).astype(np.float32)
+            self.targets = one_hot(labels, classes)
+            self.epoch = 0
+            self._order_epoch = None
+
+        def __len__(self):
+            return int(np.ceil(len(self.targets) / batch_size))
+
+        def start_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def _order(self):
+            if self._order_epoch != self.epoch:
+                self._permutation = np.random.default_rng((seed, self.epoch)).permutation(len(self.targets))
+                self._order_epoch = self.epoch
+            return self._permutation
+
+        def __getitem__(self, index):
+            picked = self._order()[index * batch_size:(index + 1) * batch_size]
+            batch = self.features[picked]
+            if augmented:
+                batch = augment(batch, np.random.default_rng((seed, self.epoch, index)))
+            return model_inputs(batch, raw), self.targets[picked]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+    return Feed()

@@ -1,0 +1,166 @@
+"""Run many ser-train folds side by side on a lent GPU machine, within a deadline.
+
+The machine has no TensorFlow and no dataset: Keras runs on JAX (the wheels
+travel in .whl/, see models/gpu_run.sh) and each dataset travels as a feature
+bundle (``ser-train --write-bundle``). Every job is one ``ser-train``
+process: one fold, one shipping model or one probe, each writing its own
+files, so a job killed at the deadline leaves its last checkpoint
+(``fold_NN.ckpt/``) and the same command resumes it anywhere.
+
+    python -m models.gpu_jobs --plan full --epochs 150 --workers 12 --deadline 500 --runs runs
+
+Jobs start longest first; none starts when its expected time no longer fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BUNDLES = Path(".gpu")
+
+
+@dataclass
+class Job:
+    name: str
+    args: list[str]
+    weight: float  # relative cost: training utterances x epochs
+
+
+def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str]) -> list[Job]:
+    out = runs / f"{dataset}-{split}"
+    size = {"ravdess": 1080, "emodb": 480}[dataset] * (folds - 1) / folds
+    base = ["--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(out),
+            "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
+    jobs = [Job(f"{dataset}-{split}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs)
+            for k in range(folds)]
+    if split == "random":
+        jobs.append(Job(f"{dataset}-final", base + ["--no-cv"], size * 1.1 * epochs))
+    return jobs
+
+
+PROBES = {
+    # name: (dataset, split, folds, extra ser-train flags); fold 0 of each split.
+    "authors-converging": ("ravdess", "speaker", 5, ["--reading", "authors"]),
+    "gate-converging": ("ravdess", "speaker", 5, ["--reading", "gate"]),
+    "authors-thesis": ("ravdess", "speaker", 5, ["--reading", "authors", "--recipe", "thesis"]),
+    "gate-thesis": ("ravdess", "speaker", 5, ["--reading", "gate", "--recipe", "thesis"]),
+    "authors-converging-seed2": ("ravdess", "speaker", 5, ["--reading", "authors", "--seed", "7"]),
+    "gate-converging-seed2": ("ravdess", "speaker", 5, ["--reading", "gate", "--seed", "7"]),
+    "authors-no-augment": ("ravdess", "speaker", 5, ["--no-augment"]),
+    "authors-no-standardize": ("ravdess", "speaker", 5, ["--no-standardize"]),
+    "authors-dropout": ("ravdess", "speaker", 5, ["--dropout", "0.2"]),
+    "authors-momentum-0.99": ("ravdess", "speaker", 5, ["--bn-momentum", "0.99"]),
+    "authors-head-scale-1": ("ravdess", "speaker", 5, ["--head-scale", "1"]),
+    "authors-margin-loss": ("ravdess", "speaker", 5, ["--loss", "margin"]),
+    "emodb-gate-converging": ("emodb", "random", 10, ["--reading", "gate"]),
+}
+
+
+def probe_jobs(epochs: int, runs: Path, names: list[str]) -> list[Job]:
+    jobs = []
+    for name in names:
+        dataset, split, folds, extra = PROBES[name]
+        size = {"ravdess": 1080, "emodb": 480}[dataset] * (folds - 1) / folds
+        jobs.append(Job(f"probe-{name}", [
+            "--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(runs / f"probe-{name}"),
+            "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test",
+            "--only-fold", "0", "--no-final", *extra], size * epochs))
+    return jobs
+
+
+def plan(name: str, epochs: int, runs: Path) -> list[Job]:
+    if name == "smoke":
+        return probe_jobs(2, runs, ["authors-converging", "gate-thesis"])
+    cv = (cv_jobs("ravdess", "random", 10, epochs, runs, []) + cv_jobs("emodb", "random", 10, epochs, runs, [])
+          + cv_jobs("ravdess", "speaker", 5, epochs, runs, []) + cv_jobs("emodb", "speaker", 5, epochs, runs, []))
+    probes = probe_jobs(epochs, runs, [p for p in PROBES if p != "authors-converging"])
+    # The comparison of readings and recipes first among equals, so that it is there even if time runs short.
+    key = ["probe-gate-converging", "probe-authors-thesis", "probe-gate-thesis"]
+    first = [j for j in probes if j.name in key]
+    rest = [j for j in probes if j.name not in key]
+    return first + sorted(cv, key=lambda j: -j.weight) + rest
+
+
+def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    pending = list(jobs)
+    running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
+    finished: dict[str, dict] = {}
+    rate = None  # seconds per unit of weight, learnt from the first finished jobs
+    retried: set[str] = set()
+    while pending or running:
+        now = time.monotonic() - started
+        for name, (process, began, job) in list(running.items()):
+            if process.poll() is not None:
+                seconds = now - began
+                finished[name] = {"rc": process.returncode, "seconds": round(seconds, 1)}
+                if process.returncode == 0:
+                    unit = seconds / job.weight
+                    rate = unit if rate is None else max(rate, unit)
+                elif name not in retried:  # e.g. a thread limit hit: once more, from its checkpoint
+                    retried.add(name)
+                    pending.insert(0, job)
+                del running[name]
+                print(f"[{now:6.0f} s] {name}: rc {process.returncode} in {seconds:.0f} s", flush=True)
+        left = deadline_s - now
+        if left < 20:
+            break
+        while pending and len(running) < workers:
+            job = pending[0]
+            if rate is not None and job.weight * rate > left:
+                pending.pop(0)
+                finished[job.name] = {"rc": None, "skipped": "would not finish before the deadline"}
+                continue
+            pending.pop(0)
+            log = open(logs / f"{job.name}.log", "w")
+            command = [sys.executable, "-m", "models.train_cli", *job.args]
+            running[job.name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                  start_new_session=True), time.monotonic() - started, job)
+            print(f"[{now:6.0f} s] started {job.name}", flush=True)
+        time.sleep(1)
+    for name, (process, began, job) in running.items():  # out of time: stop, keep checkpoints
+        os.killpg(process.pid, signal.SIGINT)
+    for name, (process, began, job) in running.items():
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        finished[name] = {"rc": "stopped at the deadline", "seconds": round(time.monotonic() - started - began, 1)}
+    for job in pending:
+        finished[job.name] = {"rc": None, "skipped": "deadline"}
+    return finished
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.gpu_jobs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", choices=("smoke", "full"), default="full")
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--deadline", type=float, default=500, help="seconds from now; no job runs past it")
+    parser.add_argument("--runs", type=Path, default=Path("runs/gpu"))
+    parser.add_argument("--list", action="store_true", help="print the jobs and stop")
+    args = parser.parse_args(argv)
+    jobs = plan(args.plan, args.epochs, args.runs)
+    if args.list:
+        for job in jobs:
+            print(job.name, " ".join(job.args))
+        return 0
+    summary = run(jobs, args.workers, args.deadline, args.runs / "logs")
+    (args.runs / "jobs.json").write_text(json.dumps(summary, indent=1))
+    done = sum(1 for s in summary.values() if s.get("rc") == 0)
+    print(f"{done} of {len(jobs)} jobs finished; summary in {args.runs / 'jobs.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs on a lent GPU machine (the device tool), from the repository root:
+#   bash models/gpu_run.sh --plan full --epochs 150 --workers 12 --deadline 500
+# Needs, carried beside the working tree: .whl/ (keras, namex, optree wheels for
+# the machine's Python; it has JAX but no TensorFlow) and .gpu/*.npz (feature
+# bundles from `ser-train --write-bundle`). Brings back runs/gpu as one archive.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { echo "wheels did not install"; exit 1; }
+export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
+python3 -m models.gpu_jobs --runs runs/gpu "$@"
+status=$?
+tar czf "${OUT:-.}/runs.tar.gz" runs/gpu
+exit $status

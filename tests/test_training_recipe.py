@@ -1,0 +1,160 @@
+"""The converging recipe's parts: standardised inputs in the feature contract, reproducible augmented
+batches, a fold resumed mid-way that ends exactly like an uninterrupted one, and runs of another
+reading or recipe never mixed into a folder."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.config import FeatureConfig
+from edge.errors import SerEdgeError
+from edge.features import model_inputs
+
+CONFIG = FeatureConfig()
+FRAMES, COEFFICIENTS = CONFIG.num_frames, CONFIG.n_mfcc
+
+
+def test_standardisation_travels_in_the_feature_contract():
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(size=COEFFICIENTS), rng.uniform(1, 50, COEFFICIENTS)
+    config = CONFIG.standardized(mean, std)
+    again = FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    # The MFCC matrices themselves do not change, so cached features stay valid.
+    assert config.cache_key() == CONFIG.cache_key()
+    matrix = rng.normal(size=(FRAMES, COEFFICIENTS)).astype(np.float32)
+    forward = model_inputs(matrix, config)["forward"][0, :, :, 0]
+    np.testing.assert_allclose(forward, (matrix - mean) / std, rtol=1e-5, atol=1e-5)
+    raw = model_inputs(matrix, CONFIG)["forward"][0, :, :, 0]
+    np.testing.assert_array_equal(raw, matrix)
+
+
+@pytest.mark.parametrize("change", [
+    {"input_mean": [0.0] * 3, "input_std": [1.0] * 3},
+    {"input_mean": [0.0] * COEFFICIENTS, "input_std": None},
+    {"input_mean": [0.0] * COEFFICIENTS, "input_std": [0.0] * COEFFICIENTS},
+    {"input_mean": [float("nan")] * COEFFICIENTS, "input_std": [1.0] * COEFFICIENTS},
+])
+def test_bad_standardisation_is_refused(change):
+    with pytest.raises(SerEdgeError, match="input_"):
+        FeatureConfig.from_dict({**CONFIG.to_dict(), **change})
+
+
+def test_augmented_batches_depend_only_on_seed_and_epoch():
+    pytest.importorskip("keras")
+    from models.feed import make_feed
+
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(10, FRAMES, COEFFICIENTS)).astype(np.float32)
+    labels = np.arange(10) % 3
+
+    def batches(epoch):
+        feed = make_feed(features, labels, 3, CONFIG, batch_size=4, seed=5, augmented=True)
+        feed.start_epoch(epoch)
+        return [feed[i] for i in range(len(feed))]
+
+    first, again, other = batches(2), batches(2), batches(3)
+    for (x, y), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x["forward"], x2["forward"])
+        np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(first[0][0]["forward"], other[0][0]["forward"])
+    # Every item once per epoch, and the backward input is the reversed (augmented) forward one.
+    assert sorted(np.concatenate([y.argmax(1) for _, y in first]).tolist()) == sorted(labels.tolist())
+    x, _ = first[0]
+    np.testing.assert_array_equal(x["backward"], x["forward"][:, ::-1])
+    # Masks and shifts changed something, but not everything.
+    assert 0 < np.mean(x["forward"][..., 0] == 0) < 0.5
+
+
+tensorflow = pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
+
+
+def ser_train(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "models.train_cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from tests.generated_corpus import make_emodb_corpus
+
+    return make_emodb_corpus(tmp_path_factory.mktemp("emodb"), per_class=3)
+
+
+@pytest.mark.slow
+def test_a_resumed_fold_ends_exactly_like_an_uninterrupted_one(tmp_path, corpus):
+    common = ["--dataset", "emodb", "--data-dir", str(corpus), "--folds", "3", "--only-fold", "0", "--epochs", "6",
+              "--checkpoint-every", "2", "--no-final", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
+    straight = ser_train(*common, "--out", str(tmp_path / "straight"))
+    _, error = straight.communicate(timeout=600)
+    assert straight.returncode == 0, error[-2000:]
+
+    interrupted = ser_train(*common, "--out", str(tmp_path / "resumed"))
+    state = tmp_path / "resumed" / "fold_00.ckpt" / "state.json"
+    deadline = time.monotonic() + 600
+    while not state.exists() and interrupted.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    interrupted.send_signal(signal.SIGINT)
+    _, error = interrupted.communicate(timeout=120)
+    assert interrupted.returncode == 130, error[-2000:]  # stopped mid-fold, not finished
+    assert not (tmp_path / "resumed" / "fold_00.json").exists()
+    done = json.loads(state.read_text())["epochs_done"]
+    assert done in (2, 4)
+
+    resumed = ser_train(*common, "--out", str(tmp_path / "resumed"))
+    _, error = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, error[-2000:]
+    assert f"resumed at epoch {done + 1}" in error
+    assert not state.parent.exists()  # the checkpoint goes once the fold is written
+
+    a, b = (json.loads((tmp_path / run / "fold_00.json").read_text()) for run in ("straight", "resumed"))
+    assert len(b["history"]["loss"]) == 6
+    np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["history"]["val_loss"], b["history"]["val_loss"], rtol=1e-5)
+    assert a["best_epoch"] == b["best_epoch"] and a["test_predicted"] == b["test_predicted"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("other", [["--reading", "gate"], ["--recipe", "thesis"], ["--no-augment"]])
+def test_another_reading_or_recipe_never_resumes_a_run(tmp_path, corpus, other):
+    out = tmp_path / "run"
+    out.mkdir()
+    common = ["--dataset", "emodb", "--data-dir", str(corpus), "--folds", "3", "--epochs", "1", "--no-final",
+              "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    first = ser_train(*common, "--only-fold", "0")
+    _, error = first.communicate(timeout=600)
+    assert first.returncode == 0, error[-2000:]
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["reading"] == "authors" and settings["recipe"] == "converging"
+    refused = ser_train(*common, "--only-fold", "1", *other)
+    _, error = refused.communicate(timeout=600)
+    assert refused.returncode == 2 and "different settings" in error
+    assert not (out / "fold_01.json").exists() and not (out / "fold_01.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_a_feature_bundle_trains_without_the_audio(tmp_path, corpus):
+    bundle = tmp_path / "emodb.npz"
+    write = ser_train("--dataset", "emodb", "--data-dir", str(corpus), "--out", str(tmp_path / "unused"),
+                      "--write-bundle", str(bundle), "--cache-dir", str(tmp_path / "cache"))
+    _, error = write.communicate(timeout=600)
+    assert write.returncode == 0, error[-2000:]
+    train = ser_train("--dataset", "emodb", "--bundle", str(bundle), "--out", str(tmp_path / "run"), "--folds", "3",
+                      "--only-fold", "2", "--epochs", "1", "--no-final", "--track-test")
+    _, error = train.communicate(timeout=600)
+    assert train.returncode == 0, error[-2000:]
+    fold = json.loads((tmp_path / "run" / "fold_02.json").read_text())
+    assert len(fold["history"]["test_accuracy_diagnostic"]) == 1
+    assert set(fold["train_accuracy"]) == {"best_epoch", "last_epoch"}
+    assert "tensorflow" in fold["machine"]
+    wrong = ser_train("--dataset", "ravdess", "--bundle", str(bundle), "--out", str(tmp_path / "run2"))
+    _, error = wrong.communicate(timeout=600)
+    assert wrong.returncode == 2 and "not ravdess's" in error
