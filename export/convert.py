@@ -20,7 +20,8 @@ CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
 # Parts of TPMNet that an int8 export keeps in float, and why. Chosen with TF's QuantizationDebugger
 # on EMO-DB; the parity reports give the agreement that results (models/shipped/parity/*-int8.*).
 FLOAT_LAYER_REASONS = {
-    "attention": "softmax over 1,320 capsules: typical weights are about 1/1320, under half the int8 "
+    "attention": "softmax over hundreds of capsules (756 in the authors' reading, 1,320 in ours): typical "
+                 "weights are about 1/756 to 1/1320, under half the int8 "
                  "output step of 1/256, so they round to 0",
     "attention norm": "residual Add + LayerNorm right after the float attention: normalising the "
                       "capsules at one int8 scale loses their spread",

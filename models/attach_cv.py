@@ -5,7 +5,7 @@
 The shipping model is trained once on all data (but its validation split);
 the figures that say how well that recipe generalises come from separate
 ``ser-train`` cross-validation runs. This copies each run's ``report.json``,
-``report.md`` and ``confusion.png`` to ``models/shipped/cv/<dataset>-<split>/``
+``report.md``, ``confusion.png``, ``run.json`` and fold files to ``models/shipped/cv/<dataset>-<split>/``
 and writes a summary of every run into the sidecar's ``figures`` (the first
 random-split run also as ``cross_validation``), which ``ser-export`` embeds in
 every ``.tflite`` and ``ser-edge info`` shows.
@@ -22,7 +22,7 @@ from pathlib import Path
 from edge.errors import SerEdgeError
 from models.train import write_json_atomically
 
-REPORT_FILES = ("report.json", "report.md", "confusion.png")
+REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 
 
 def summarise(report: dict, folder: str) -> dict:
@@ -57,6 +57,10 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
         for name in REPORT_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, target / name)
+        # The fold files too: every figure of the report can be recomputed from them.
+        (target / "folds").mkdir(exist_ok=True)
+        for fold in sorted(run_dir.glob("fold_*.json")):
+            shutil.copy2(fold, target / "folds" / fold.name)
         figures.append(summarise(report, str(target.relative_to(sidecar.parent))))
     info["figures"] = figures
     random_runs = [figure for figure in figures if figure["split"] == "random"]

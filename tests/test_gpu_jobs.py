@@ -1,0 +1,40 @@
+"""The GPU job runner: plans skip finished work, failed jobs are retried once, the deadline is kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models import gpu_jobs
+
+
+def test_full_plan_runs_longest_first_and_skips_finished_work(tmp_path):
+    jobs = gpu_jobs.plan("full", 150, tmp_path)
+    names = [job.name for job in jobs]
+    assert names[0].startswith("ravdess-")  # the longest jobs first
+    assert len([n for n in names if "-fold" in n]) == 30 and "ravdess-final" in names and "emodb-final" in names
+    cv = [job for job in jobs if not job.name.startswith("probe-")]
+    assert [job.weight for job in cv] == sorted((job.weight for job in cv), reverse=True)
+    finished = tmp_path / "ravdess-random" / "fold_03.json"
+    finished.parent.mkdir(parents=True)
+    finished.write_text("{}")
+    again = [job.name for job in gpu_jobs.plan("full", 150, tmp_path)]
+    assert "ravdess-random-fold3" not in again and len(again) == len(names) - 1
+
+
+def test_a_failed_job_is_retried_once_and_reported(tmp_path):
+    job = gpu_jobs.Job("bad", ["--dataset", "nope", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")], 1.0)
+    summary = gpu_jobs.run([job], workers=1, deadline_s=120, logs=tmp_path / "logs")
+    assert summary == {"bad": {"rc": 2, "seconds": summary["bad"]["seconds"]}}
+    log = (tmp_path / "logs" / "bad.log").read_text()
+    assert "unknown dataset 'nope'" in log
+
+
+def test_jobs_that_cannot_start_before_the_deadline_are_reported_as_skipped(tmp_path):
+    jobs = [gpu_jobs.Job(f"j{i}", ["--dataset", "nope", "--data-dir", str(tmp_path), "--out", str(tmp_path)], 1.0)
+            for i in range(3)]
+    summary = gpu_jobs.run(jobs, workers=1, deadline_s=10, logs=tmp_path / "logs")
+    assert set(summary) == {"j0", "j1", "j2"}
+    assert all(entry.get("skipped") == "deadline" for entry in summary.values())
+    assert json.dumps(summary)  # what jobs.json holds
+    assert not list(Path(tmp_path / "logs").glob("*.log"))
