@@ -25,6 +25,7 @@ from edge.registry import resolve_model, thesis_seconds
 from edge.segmenter import Segment, Segmenter
 from edge.settings import ListenSettings
 from edge.sources import DeviceLost, EndOfStream, make_source
+from edge.threads import describe, limit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Listener:
         self.stop_requested = threading.Event()
         self.latencies: list[float] = []
         self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads)
+        # After the model loads, so every native library is there to be limited (edge/threads.py).
+        self.thread_pools = limit(settings.threads)
         self.thesis_s = thesis_seconds(self.classifier.dataset)
         self.source = make_source(settings, self.classifier.sample_rate)
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,
@@ -58,8 +61,8 @@ class Listener:
                 raise SerEdgeError(f"{self.settings.jsonl}: cannot open for appending ({error.strerror})") from None
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
-        log.info("ready: model %s (%s), source %s", self.classifier.path.name, self.classifier.dataset,
-                 self.source.name)
+        log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s", self.classifier.path.name,
+                 self.classifier.dataset, self.source.name, self.settings.threads, describe(self.thread_pools))
         try:
             self._loop()
             for segment in self.segmenter.flush():
