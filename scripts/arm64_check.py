@@ -135,8 +135,10 @@ def install_device_side(root: Path) -> dict:
     shutil.copyfile(host_ca_bundle(), root / HOST_CA.lstrip("/"))
     if not (root / VENV.lstrip("/") / "bin" / "python").exists():
         in_root(root, ["python3", "-m", "venv", VENV], "python3 -m venv")
-    in_root(root, [f"{VENV}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "/src/ser-edge"],
-            "pip install . (arm64)")
+    # --no-compile: byte-compiling all of numpy and scipy under emulation is most of the install's time;
+    # Python compiles what ser-edge imports when it first runs. Otherwise the README's `pip install .`.
+    in_root(root, [f"{VENV}/bin/pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
+                   "/src/ser-edge"], "pip install . (arm64)")
     probe = ("import json, platform, importlib.metadata as m; print(json.dumps({'machine': platform.machine(), "
              "'python': platform.python_version(), 'libc': ' '.join(platform.libc_ver()), "
              "'packages': sorted(d.metadata['Name'].lower() for d in m.distributions())}))")
