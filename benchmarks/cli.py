@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"a shipped model name (ravdess, emodb, emodb-int8, ...) or a .tflite path "
                              f"(default {DEFAULT_MODEL})")
     parser.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads (default 1)")
+    parser.add_argument("--blas-threads", type=int,
+                        help="numpy's BLAS threads (default: --threads, as ser-edge does; 0 leaves the library's "
+                             "own default, one per core unless OPENBLAS_NUM_THREADS says otherwise)")
+    parser.add_argument("--load", type=int, default=0, metavar="N",
+                        help="run N busy processes beside the measurement (default 0)")
     parser.add_argument("--limit", type=int, help="only the first N utterances (in path order)")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                         help=f"untimed runs on the first N utterances before timing (default {DEFAULT_WARMUP})")
@@ -72,12 +77,16 @@ def bench(args: argparse.Namespace, entered: float) -> int:
     listed = time.perf_counter()
 
     from benchmarks import host, report
+    from benchmarks.load import BusyLoad
     from benchmarks.run import litert_pipeline, measure
+    from edge import threads
     from edge.classifier import EmotionClassifier
     from edge.registry import resolve_model
 
     model_path = resolve_model(args.model)
     classifier = EmotionClassifier(model_path, threads=args.threads)
+    blas_threads = args.threads if args.blas_threads is None else args.blas_threads
+    thread_pools = threads.limit(blas_threads) if blas_threads else threads.pools()
     loaded = time.perf_counter()
     label_names, accuracy_note = scoring_labels(classifier, args.dataset)
     log.info("%s: %d of %d utterances with %s, %d thread(s)%s", args.dataset, len(used), len(utterances),
@@ -88,8 +97,11 @@ def bench(args: argparse.Namespace, entered: float) -> int:
     def mark_first_result() -> None:
         first["perf"], first["age"] = time.perf_counter(), host.process_age_s()
 
-    litert = measure(litert_pipeline(classifier), used, name="litert", warmup=args.warmup,
-                     on_first_result=mark_first_result)
+    if args.load:
+        log.info("load: %d busy process(es) beside the measurement", args.load)
+    with BusyLoad(args.load) as load:
+        litert = measure(litert_pipeline(classifier), used, name="litert", warmup=args.warmup,
+                         on_first_result=mark_first_result)
     peak_rss = host.peak_rss_mib()
     if not litert.timings:
         reason = litert.skipped[0].reason if litert.skipped else "no utterances"
@@ -102,10 +114,13 @@ def bench(args: argparse.Namespace, entered: float) -> int:
                     "used": len(used), "limit": args.limit},
         "model": model_info(classifier, model_path, host.file_sha256(model_path)),
         "host": host.host_info(args.threads),
-        "settings": {"threads": args.threads, "warmup": args.warmup, "limit": args.limit,
+        "settings": {"threads": args.threads, "blas_threads": blas_threads or "library default",
+                     "load": args.load, "warmup": args.warmup, "limit": args.limit,
                      "baseline": args.baseline, "baseline_limit": args.baseline_limit if args.baseline else None},
         **report.litert_results(litert, label_names, thesis_seconds(args.dataset)),
         "skipped": report.skipped_list(litert, args.data_dir),
+        "thread_pools": thread_pools,
+        "load": load.summary(),
         "peak_rss_mib": peak_rss,
         "cold_start_s": cold_start(first, entered=entered, checked=checked, listed=listed, loaded=loaded),
         "accuracy_note": accuracy_note,
@@ -136,8 +151,8 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SerEdgeError(f"--{name} must be at least 1, got {value}")
-    if args.warmup < 0 or args.baseline_limit < 0:
-        raise SerEdgeError("--warmup and --baseline-limit must not be negative")
+    if args.warmup < 0 or args.baseline_limit < 0 or args.load < 0 or (args.blas_threads or 0) < 0:
+        raise SerEdgeError("--warmup, --baseline-limit, --load and --blas-threads must not be negative")
     if args.keras_model and not args.baseline:
         raise SerEdgeError("--keras-model goes with --baseline keras")
     if args.baseline:
@@ -230,6 +245,14 @@ def notes(results: dict) -> list[str]:
     if "raspberry pi" not in (host.get("board") or "").lower():
         found.append(f"this host ({host['cpu']}) is not a Raspberry Pi: the ratio to the thesis's figure compares "
                      "different hardware as well as different software")
+    if results["load"]["busy_processes"]:
+        found.append(f"{results['load']['busy_processes']} busy process(es) ran beside the LiteRT pass "
+                     f"({results['load']['kind']}; the Keras baseline, if any, ran without them): these are "
+                     "figures under load")
+    if results["settings"]["blas_threads"] == "library default":
+        found.append("--blas-threads 0: numpy's BLAS kept its own thread count "
+                     f"({', '.join(str(p['threads']) for p in results['thread_pools']) or 'none loaded'}), "
+                     "not what ser-edge uses")
     audio = results["audio_s"]
     if data["name"] == "emodb" and abs(audio["min"] - 2.0) < 0.01 and abs(audio["max"] - 2.0) < 0.01:
         found.append("every EMO-DB file here lasts 2.0 s: a mirror that resampled and cut the original "

@@ -113,15 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=200, help="timed calls per method (default 200)")
     parser.add_argument("--file", help="audio file to use instead of EMO-DB / the synthetic signal")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="numpy's BLAS threads for every method (default 1, as on the device; 0 leaves the "
+                             "library's own default)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.blas_threads < 0:
+        parser.error("--blas-threads must not be negative")
 
     # Imported before anything is timed, so "first call" is the call, not the import.
     import librosa
     import python_speech_features  # noqa: F401
     import scipy
 
+    from edge import threads
+
+    pools = threads.limit(args.blas_threads) if args.blas_threads else threads.pools()
     signal, source = input_signal(args.file)
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "librosa.feature.mfcc (reference)": librosa_mfcc,
@@ -160,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         f"librosa {librosa.__version__}; {platform.machine()}, {os.cpu_count()} CPUs, "
         f"load average {load[0]:.2f} at the end"
     )
+    print(f"- BLAS threads: {threads.describe(pools)}"
+          f"{'' if args.blas_threads else ' (the library default, --blas-threads 0)'}")
     print()
     print("| method | first call ms | median ms | p95 ms | output | max abs diff to librosa |")
     print("|---|---:|---:|---:|---|---:|")

@@ -122,6 +122,8 @@ def _heading(results: dict) -> list[str]:
         f"- date: {host['date']}",
         f"- host: {host['cpu']}{board}, {host['cores']} cores ({host['machine']}), {host['os']}",
         f"- Python {host['python']}, {host['litert']}",
+        f"- threads: LiteRT {host['threads']}, BLAS {_pools(results)}; "
+        f"load: {_load(results)}",
         f"- model: `{model['file']}` (sha256 `{model['sha256'][:16]}…`), "
         f"trained on {model['trained_on'] or 'unknown'}, "
         f"{model['quantization']}",
@@ -129,6 +131,20 @@ def _heading(results: dict) -> list[str]:
         f"{results['measured']} measured, {len(results['skipped'])} skipped; warm-up {results['settings']['warmup']}",
         "",
     ]
+
+
+def _pools(results: dict) -> str:
+    pools = results.get("thread_pools") or []
+    return ", ".join(f"{p['library']} {p['threads']}" for p in pools) or "none loaded"
+
+
+def _load(results: dict) -> str:
+    load = results.get("load") or {}
+    if not load.get("busy_processes"):
+        return "none beside the measurement"
+    cpu = ", ".join("?" if c is None else f"{c:.1f}" for c in load["cpu_s_each"])
+    return (f"{load['busy_processes']} busy process(es) beside the LiteRT pass ({load['kind']}; "
+            f"CPU seconds each: {cpu} in {load['wall_s']:.1f} s)")
 
 
 def _latency_section(results: dict) -> list[str]:

@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
+
+# soundfile (libsndfile, about 3 MiB resident) is imported where a file is decoded: the daemon
+# listening to a microphone never decodes one (benchmarks/memory_bench.py).
 
 from edge.errors import SerEdgeError
 
@@ -40,6 +42,10 @@ def read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise SerEdgeError(f"{path}: is a directory, not an audio file")
     if path.stat().st_size == 0:
         raise SerEdgeError(f"{path}: empty file")
+    try:
+        import soundfile
+    except OSError as error:  # the module is there but libsndfile is not
+        raise SerEdgeError(f"libsndfile is missing ({error}); on Debian/Raspberry Pi OS: apt install libsndfile1") from None
     try:
         signal, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify = commands.add_parser("classify", help="classify audio files, one result per file")
     classify.add_argument("files", nargs="+")
     classify.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
-    classify.add_argument("--threads", type=int, default=1)
+    classify.add_argument("--threads", type=int, default=1, help="LiteRT and BLAS threads (default 1)")
     classify.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
     info = commands.add_parser("info", help="show what a model file carries (labels, features, training figures)")
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", help="classify speech from the microphone (or --input) as JSON lines")
     listen.add_argument("--config", help="TOML file; flags override it")
     listen.add_argument("--model", help=model_help)
-    listen.add_argument("--threads", type=int)
+    listen.add_argument("--threads", type=int, help="LiteRT and BLAS threads (default 1)")
     listen.add_argument("--device", help="input device name or index (see ser-edge devices)")
     listen.add_argument("--input", help="read this audio file, or - for raw s16le mono PCM on stdin")
     listen.add_argument("--input-rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
@@ -60,8 +60,10 @@ def cmd_classify(args) -> int:
     from edge import audio
     from edge.classifier import EmotionClassifier
     from edge.registry import resolve_model
+    from edge.threads import limit
 
     classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads)
+    limit(args.threads)  # BLAS too, whatever OPENBLAS_NUM_THREADS says (edge/threads.py)
     failures = 0
     if not args.json:
         print(f"{'file':40} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")

@@ -25,6 +25,7 @@ from edge.registry import resolve_model, thesis_seconds
 from edge.segmenter import Segment, Segmenter
 from edge.settings import ListenSettings
 from edge.sources import DeviceLost, EndOfStream, make_source
+from edge.threads import describe, limit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Listener:
         self.stop_requested = threading.Event()
         self.latencies: list[float] = []
         self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads)
+        # After the model loads, so every native library is there to be limited (edge/threads.py).
+        self.thread_pools = limit(settings.threads)
         self.thesis_s = thesis_seconds(self.classifier.dataset)
         self.source = make_source(settings, self.classifier.sample_rate)
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,
@@ -58,8 +61,8 @@ class Listener:
                 raise SerEdgeError(f"{self.settings.jsonl}: cannot open for appending ({error.strerror})") from None
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
-        log.info("ready: model %s (%s), source %s", self.classifier.path.name, self.classifier.dataset,
-                 self.source.name)
+        log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s", self.classifier.path.name,
+                 self.classifier.dataset, self.source.name, self.settings.threads, describe(self.thread_pools))
         try:
             self._loop()
             for segment in self.segmenter.flush():
@@ -139,20 +142,30 @@ class Listener:
         self.notifier.send(STATUS=f"listening on {self.source.name}, {len(self.latencies)} utterances")
 
     def summary(self) -> dict:
-        values = np.asarray(self.latencies) if self.latencies else np.zeros(0)
+        values = np.asarray(self.latencies, dtype=np.float64)
         stats = {"utterances": len(self.latencies), "overflows": self.source.overflows,
                  "audio_s": round(self._samples / self.classifier.sample_rate, 3), "thesis_pi_s": self.thesis_s}
         if values.size:
             stats.update({
                 "processing_mean_s": float(values.mean()),
-                "processing_p50_s": float(np.percentile(values, 50)),
-                "processing_p95_s": float(np.percentile(values, 95)),
+                "processing_p50_s": percentile(values, 50),
+                "processing_p95_s": percentile(values, 95),
                 "mean_vs_thesis": float(values.mean() / self.thesis_s),
             })
         return stats
 
     def _write_summary(self) -> None:
         print(json.dumps({"summary": self.summary()}), file=sys.stderr, flush=True)
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """numpy.percentile's default (linear) estimate, without it: np.percentile imports numpy.ma
+    (about 3.7 MiB resident), which raised the daemon's peak memory when it wrote its summary."""
+    ordered = np.sort(values)
+    position = (ordered.size - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, ordered.size - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def run_listen(settings: ListenSettings) -> int:

@@ -117,3 +117,26 @@ def test_fast_fft_without_importing_scipy():
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=EDGE_DIR.parent,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_listening_to_a_microphone_loads_no_file_decoder_and_no_numpy_random():
+    """Memory (benchmarks/memory_bench.py): soundfile (libsndfile) only where a file is decoded, and nothing
+    on the device path imports numpy.random (with hashlib and OpenSSL, about 6 MiB resident)."""
+    code = """
+        import sys
+        import numpy as np
+        import edge.cli, edge.daemon, edge.sources
+        from edge.classifier import EmotionClassifier
+        from edge.registry import resolve_model
+        classifier = EmotionClassifier(resolve_model("ravdess"))
+        classifier.classify(np.sin(np.arange(50_000, dtype=np.float32) * 0.05))
+        from edge.threads import limit
+        limit(1)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "soundfile" or m.startswith("numpy.random"))
+        assert not loaded, loaded
+        from edge import audio  # decoding a file still works, importing soundfile then
+        print("ok" if "soundfile" not in sys.modules else "early")
+    """
+    result = run_fresh(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
