@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 
 from edge.datasets import DATASETS, IEMOCAP_HELP, LABELS, read_dataset  # noqa: E402
 from edge.errors import SerEdgeError  # noqa: E402
+from edge.native_stderr import set_verbose  # noqa: E402
 from edge.registry import DEFAULT_MODEL, thesis_seconds  # noqa: E402
 
 log = logging.getLogger("benchmarks.cli")
@@ -47,12 +48,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keras-model", type=Path, help="the .keras file (with its .json) for --baseline keras")
     parser.add_argument("--baseline-limit", type=int, default=DEFAULT_BASELINE_LIMIT,
                         help=f"baseline on the first N utterances only, 0 for all (default {DEFAULT_BASELINE_LIMIT})")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show LiteRT's and TensorFlow's own log lines on stderr")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     entered = time.perf_counter()
     args = parse_args(argv)
+    set_verbose(args.verbose)
     _log_to_stderr()
     try:
         return bench(args, entered)

@@ -9,12 +9,14 @@ import sys
 
 from edge import __version__
 from edge.errors import SerEdgeError
+from edge.native_stderr import set_verbose
 from edge.registry import DEFAULT_MODEL, shipped_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-edge", description="On-device speech emotion recognition (TPMNet, LiteRT).")
     parser.add_argument("--version", action="version", version=f"ser-edge {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="also show LiteRT's own log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     model_help = f"shipped model name (ravdess, emodb; optional -float16/-int8/-dynamic) or a .tflite path (default {DEFAULT_MODEL})"
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_verbose(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except SerEdgeError as error:
