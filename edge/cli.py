@@ -96,17 +96,17 @@ def cmd_info(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from edge.sources import import_sounddevice
+    from edge.sources import import_sounddevice, input_devices, no_microphone_report
 
     sd = import_sounddevice()
     try:
-        devices = sd.query_devices()
+        sd.query_devices()
         default_input = sd.default.device[0]
     except sd.PortAudioError as error:
         raise SerEdgeError(f"cannot list audio devices: {error}") from None
-    inputs = [d for d in devices if d["max_input_channels"] > 0]
+    inputs = input_devices(sd)
     if not inputs:
-        print("no input devices found", file=sys.stderr)
+        print(no_microphone_report(), file=sys.stderr)
         return 1
     for device in inputs:
         marker = "*" if device["index"] == default_input else " "
