@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--input", help="read this audio file, or - for raw s16le mono PCM on stdin")
     listen.add_argument("--input-rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
     listen.add_argument("--jsonl", help="also append results to this JSON-lines file")
+    listen.add_argument("--no-jsonl", dest="jsonl", action="store_const", const="",
+                        help="write no JSON-lines file, whatever the config says")
     listen.add_argument("--duration", dest="duration_s", type=float, help="stop after this many seconds of audio")
     listen.add_argument("--energy-threshold-db", type=float, help="speech above this RMS level (dBFS)")
     listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
