@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--threads", type=int, default=1)
     classify.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
-    info = commands.add_parser("info", help="show what a model file carries (labels, features, training figures)")
+    info = commands.add_parser("info", help="what a model is: labels, variant, accuracy figures, size")
     info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=model_help)
+    info.add_argument("--json", action="store_true", help="all the metadata the file carries, as JSON")
 
     commands.add_parser("devices", help="list audio input devices")
 
@@ -87,13 +88,14 @@ def cmd_classify(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from edge import model_summary
     from edge.model_file import read_metadata
     from edge.registry import resolve_model
 
     path = resolve_model(args.model)
     metadata = read_metadata(path)
-    print(f"file: {path} ({path.stat().st_size:,} bytes)")
-    print(json.dumps(metadata, indent=2))
+    parity = model_summary.find_parity_report(path)
+    print((model_summary.as_json if args.json else model_summary.summary)(path, metadata, parity))
     return 0
 
 
