@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     model_help = f"shipped model name (ravdess, emodb; optional -float16/-int8/-dynamic) or a .tflite path (default {DEFAULT_MODEL})"
 
-    classify = commands.add_parser("classify", help="classify audio files, one result per file")
+    classify = commands.add_parser("classify", help="classify audio files: one result per file, or per "
+                                   "utterance for files longer than the model's window")
     classify.add_argument("files", nargs="+")
     classify.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     classify.add_argument("--threads", type=int, default=1)
@@ -63,27 +64,42 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_classify(args) -> int:
-    from edge import audio
+    from edge import audio, pieces
     from edge.classifier import EmotionClassifier
     from edge.registry import resolve_model
+    from edge.segmenter import SegmenterSettings
 
     classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads)
+    vad = SegmenterSettings()  # listen's defaults: a long file is split as listen --input would split it
     failures = 0
     if not args.json:
-        print(f"{'file':40} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")
+        print(f"{'file':40} {'start s':>8} {'dur s':>6} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")
     for path in args.files:
         try:
-            prediction = classifier.classify(audio.load(path, classifier.sample_rate))
+            found = pieces.split(audio.load(path, classifier.sample_rate), classifier.sample_rate,
+                                 classifier.features.num_samples, vad)
+            results = [(piece, classifier.classify(piece.samples)) for piece in found.pieces]
         except SerEdgeError as error:  # one bad file must not hide the others' results
             failures += 1
             print(f"ser-edge: error: {error}", file=sys.stderr)
             continue
-        if args.json:
-            print(json.dumps({"file": path, "label": prediction.label, "probabilities": prediction.probabilities,
-                              "features_s": prediction.features_s, "inference_s": prediction.inference_s}))
-        else:
-            print(f"{path[-40:]:40} {prediction.label:10} {prediction.probabilities[prediction.label]:5.2f} "
-                  f"{1e3 * prediction.features_s:11.2f} {1e3 * prediction.inference_s:12.2f}")
+        note = found.describe(vad)
+        for number, (piece, prediction) in enumerate(results, 1):
+            if args.json:
+                record = {"file": path, "start_s": round(piece.start_s, 3), "duration_s": round(piece.duration_s, 3),
+                          "label": prediction.label, "probabilities": prediction.probabilities,
+                          "features_s": prediction.features_s, "inference_s": prediction.inference_s}
+                if found.segmented:
+                    record.update(utterance=number, utterances=len(results), note=note)
+                print(json.dumps(record))
+            else:
+                print(f"{path[-40:]:40} {piece.start_s:8.2f} {piece.duration_s:6.2f} {prediction.label:10} "
+                      f"{prediction.probabilities[prediction.label]:5.2f} {1e3 * prediction.features_s:11.2f} "
+                      f"{1e3 * prediction.inference_s:12.2f}")
+        if note and args.json and not results:
+            print(json.dumps({"file": path, "label": None, "utterances": 0, "note": note}))
+        elif note and not args.json:
+            print(f"{path}: {note}")
     return 1 if failures else 0
 
 
