@@ -93,3 +93,35 @@ def test_no_jsonl_overrides_the_config_file(tmp_path):
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 1
     assert not unwritable.parent.exists()
+
+
+def readme_block(heading: str) -> list[str]:
+    """The lines of the first fenced block after ``heading`` in the README."""
+    text = README.read_text()
+    after = text[text.index(heading):]
+    start = after.index("```sh\n") + len("```sh\n")
+    return after[start:after.index("```", start)].strip().splitlines()
+
+
+def test_the_first_run_without_a_microphone_works_as_written(tmp_path):
+    """Each command of the README's block, in a fresh folder whose .venv/bin/ser-edge is this checkout's."""
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt install espeak-ng)")
+    commands = readme_block("### First run without a microphone")
+    assert commands[0].startswith("sudo apt-get install") and "espeak-ng" in commands[0]
+    launcher = tmp_path / ".venv" / "bin" / "ser-edge"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m edge.cli "$@"\n')
+    launcher.chmod(0o755)
+    outputs = []
+    for command in commands[1:]:  # the package install is the user's, not the test's
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        assert "Traceback" not in done.stderr and "XNNPACK" not in done.stderr
+        outputs.append(done.stdout)
+    classify, listen, info = outputs[1:]
+    assert "hello.wav" in classify
+    assert json.loads(listen.splitlines()[0])["label"] in classify
+    assert "labels" in info and "accuracy" in info
