@@ -19,8 +19,9 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from edge.datasets import DATASETS, IEMOCAP_HELP, LABELS, read_dataset  # noqa: E402
+from edge.datasets import DATASETS, IEMOCAP_HELP, LABELS, read_audio_folder, read_dataset  # noqa: E402
 from edge.errors import SerEdgeError  # noqa: E402
+from edge.native_stderr import set_verbose  # noqa: E402
 from edge.registry import DEFAULT_MODEL, thesis_seconds  # noqa: E402
 
 log = logging.getLogger("benchmarks.cli")
@@ -28,11 +29,14 @@ log = logging.getLogger("benchmarks.cli")
 RESULTS_DIR = Path("benchmarks/results")
 DEFAULT_WARMUP = 3
 DEFAULT_BASELINE_LIMIT = 100
+FOLDER = "folder"  # any folder of audio files, unlabelled: latency only
+BENCH_DATASETS = (*DATASETS, FOLDER)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ser-bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="the layout of --data-dir")
+    parser.add_argument("--dataset", required=True, choices=BENCH_DATASETS,
+                        help="the layout of --data-dir; folder: any folder of audio files (latency only)")
     parser.add_argument("--data-dir", type=Path, help="the dataset's folder (IEMOCAP: IEMOCAP_full_release)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"a shipped model name (ravdess, emodb, emodb-int8, ...) or a .tflite path "
@@ -52,12 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keras-model", type=Path, help="the .keras file (with its .json) for --baseline keras")
     parser.add_argument("--baseline-limit", type=int, default=DEFAULT_BASELINE_LIMIT,
                         help=f"baseline on the first N utterances only, 0 for all (default {DEFAULT_BASELINE_LIMIT})")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show LiteRT's and TensorFlow's own log lines on stderr")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     entered = time.perf_counter()
     args = parse_args(argv)
+    set_verbose(args.verbose)
     _log_to_stderr()
     try:
         return bench(args, entered)
@@ -72,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
 def bench(args: argparse.Namespace, entered: float) -> int:
     check_args(args)
     checked = time.perf_counter()
-    utterances = read_dataset(args.dataset, args.data_dir)
+    if args.dataset == FOLDER:
+        utterances = read_audio_folder(args.data_dir)
+    else:
+        utterances = read_dataset(args.dataset, args.data_dir)
     used = utterances[: args.limit] if args.limit else utterances
     listed = time.perf_counter()
 
     from benchmarks import host, report
     from benchmarks.load import BusyLoad
+    from benchmarks.provenance import model_provenance
     from benchmarks.run import litert_pipeline, measure
     from edge import threads
     from edge.classifier import EmotionClassifier
@@ -124,6 +135,8 @@ def bench(args: argparse.Namespace, entered: float) -> int:
         "peak_rss_mib": peak_rss,
         "cold_start_s": cold_start(first, entered=entered, checked=checked, listed=listed, loaded=loaded),
         "accuracy_note": accuracy_note,
+        "provenance": report.provenance_results(litert, label_names,
+                                                model_provenance(model_path, classifier.metadata)),
         "baseline": None,
     }
     modes = baseline_error = None
@@ -145,7 +158,8 @@ def bench(args: argparse.Namespace, entered: float) -> int:
 def check_args(args: argparse.Namespace) -> None:
     """Everything that can be refused before a model loads or a file is read."""
     if args.data_dir is None:
-        where = IEMOCAP_HELP if args.dataset == "iemocap" else f"the folder holding the {args.dataset} files"
+        where = {"iemocap": IEMOCAP_HELP, FOLDER: "any folder of audio files"}.get(
+            args.dataset, f"the folder holding the {args.dataset} files")
         raise SerEdgeError(f"--data-dir DIR is required: {where}")
     for name in ("threads", "limit"):
         value = getattr(args, name)
@@ -170,6 +184,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 def scoring_labels(classifier, dataset: str) -> tuple[tuple[str, ...] | None, str | None]:
     """The dataset's labels where the model predicts exactly those classes, else why not."""
+    if dataset == FOLDER:
+        return None, "a folder of unlabelled audio files (no labels to score)"
     expected = LABELS[dataset]
     if set(classifier.labels) == set(expected) and len(classifier.labels) == len(expected):
         return expected, None
@@ -259,6 +275,10 @@ def notes(results: dict) -> list[str]:
                      "(1.2 to 8.9 s at 16 kHz) recordings; decode and resample times are not those of the original")
     if results["skipped"]:
         found.append(f"{len(results['skipped'])} unreadable file(s) were skipped; every figure covers the rest")
+    provenance = results["provenance"]
+    if results["accuracy"] and provenance["counts"]["unknown"]:
+        found.append(f"{provenance['counts']['unknown']} utterance(s) cannot be placed as trained on or not: "
+                     f"{provenance['problem']}")
     baseline = results.get("baseline")
     if baseline and "error" in baseline:
         found.append(f"the Keras baseline failed: {baseline['error']}")
@@ -272,7 +292,7 @@ def notes(results: dict) -> list[str]:
 
 def write_all(results: dict, litert, modes: dict | None, out: Path, data_dir: Path) -> list[str]:
     from benchmarks import report
-    from benchmarks.plot import write_latency_png
+    from benchmarks.plot import write_confusion_png, write_latency_png
 
     report.write_json(results, out / "results.json")
     report.write_markdown(results, out / "report.md")
@@ -285,6 +305,8 @@ def write_all(results: dict, litert, modes: dict | None, out: Path, data_dir: Pa
              f"{results['host']['threads']} thread(s)")
     if write_latency_png(litert, out / "latency.png", title, modes):
         written.append("latency.png")
+    if results["accuracy"] and write_confusion_png(results["accuracy"], out / "confusion.png", title):
+        written.append("confusion.png")
     return written
 
 
@@ -299,6 +321,14 @@ def summarise(results: dict, out: Path, written: list[str]) -> None:
     scores = results["accuracy"]
     print(f"WAR {100 * scores['war']:.2f} %, UAR {100 * scores['uar']:.2f} %" if scores
           else f"latency only: {results['accuracy_note']}")
+    if scores:
+        from benchmarks.provenance import TITLES
+
+        provenance = results["provenance"]
+        for status, count in provenance["counts"].items():
+            if count:
+                group = provenance["accuracy"][status]
+                print(f"  {TITLES[status]}: {count} utterances, WAR {100 * group['war']:.2f} %")
     for mode, entry in ((results.get("baseline") or {}).get("modes") or {}).items():
         if entry["measured"]:
             print(f"Keras {mode}: LiteRT is {entry['speedup_of_litert']['total']:.1f}x faster per utterance "

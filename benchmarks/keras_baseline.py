@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.run import Pipeline
+from edge import native_stderr
 from edge.errors import SerEdgeError
 from edge.features import fit_length, model_inputs
 
@@ -46,14 +47,18 @@ class KerasBaseline:
         check_available()
         from export.keras_model import load_trained_model
 
-        # First: it refuses a bad file or sidecar before importing Keras.
-        self.trained = load_trained_model(keras_path)
-        self.path = Path(keras_path)
-        try:
-            import librosa
-            import tensorflow as tf
-        except ImportError as error:
-            raise SerEdgeError(f"--baseline keras cannot import {error.name}: {INSTALL_HINT}") from None
+        # TensorFlow's oneDNN / CUDA / CPU-feature notices stay off stderr (ser-bench --verbose shows them):
+        # they come at import, model load and device discovery, so all three happen inside the filter.
+        with native_stderr.filtered():
+            # First: it refuses a bad file or sidecar before importing Keras.
+            self.trained = load_trained_model(keras_path)
+            self.path = Path(keras_path)
+            try:
+                import librosa
+                import tensorflow as tf
+            except ImportError as error:
+                raise SerEdgeError(f"--baseline keras cannot import {error.name}: {INSTALL_HINT}") from None
+            tf.config.list_physical_devices()
         self._librosa = librosa
         self._tf = tf
         config = self.trained.features

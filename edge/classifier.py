@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import features as frontend
+from edge import native_stderr
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.litert import interpreter_class
@@ -46,8 +47,9 @@ class EmotionClassifier:
             raise SerEdgeError(f"threads must be at least 1, got {threads}")
         self.threads = threads
         try:
-            self._interpreter = interpreter_class()(model_path=str(self.path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with native_stderr.filtered():  # LiteRT's "Created ... XNNPACK delegate" line comes from here
+                self._interpreter = interpreter_class()(model_path=str(self.path), num_threads=threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({error})") from None
         details = self._interpreter.get_input_details()

@@ -9,23 +9,27 @@ import sys
 
 from edge import __version__
 from edge.errors import SerEdgeError
+from edge.native_stderr import set_verbose
 from edge.registry import DEFAULT_MODEL, shipped_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-edge", description="On-device speech emotion recognition (TPMNet, LiteRT).")
     parser.add_argument("--version", action="version", version=f"ser-edge {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="also show LiteRT's own log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     model_help = f"shipped model name (ravdess, emodb; optional -float16/-int8/-dynamic) or a .tflite path (default {DEFAULT_MODEL})"
 
-    classify = commands.add_parser("classify", help="classify audio files, one result per file")
+    classify = commands.add_parser("classify", help="classify audio files: one result per file, or per "
+                                   "utterance for files longer than the model's window")
     classify.add_argument("files", nargs="+")
     classify.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     classify.add_argument("--threads", type=int, default=1, help="LiteRT and BLAS threads (default 1)")
     classify.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
-    info = commands.add_parser("info", help="show what a model file carries (labels, features, training figures)")
+    info = commands.add_parser("info", help="what a model is: labels, variant, accuracy figures, size")
     info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=model_help)
+    info.add_argument("--json", action="store_true", help="all the metadata the file carries, as JSON")
 
     commands.add_parser("devices", help="list audio input devices")
 
@@ -37,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--input", help="read this audio file, or - for raw s16le mono PCM on stdin")
     listen.add_argument("--input-rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
     listen.add_argument("--jsonl", help="also append results to this JSON-lines file")
+    listen.add_argument("--no-jsonl", dest="jsonl", action="store_const", const="",
+                        help="write no JSON-lines file, whatever the config says")
     listen.add_argument("--duration", dest="duration_s", type=float, help="stop after this many seconds of audio")
     listen.add_argument("--energy-threshold-db", type=float, help="speech above this RMS level (dBFS)")
     listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
@@ -47,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_verbose(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except SerEdgeError as error:
@@ -57,55 +64,71 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_classify(args) -> int:
-    from edge import audio
+    from edge import audio, pieces
     from edge.classifier import EmotionClassifier
     from edge.registry import resolve_model
+    from edge.segmenter import SegmenterSettings
     from edge.threads import limit
 
     classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads)
     limit(args.threads)  # BLAS too, whatever OPENBLAS_NUM_THREADS says (edge/threads.py)
+    vad = SegmenterSettings()  # listen's defaults: a long file is split as listen --input would split it
     failures = 0
     if not args.json:
-        print(f"{'file':40} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")
+        print(f"{'file':40} {'start s':>8} {'dur s':>6} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")
     for path in args.files:
         try:
-            prediction = classifier.classify(audio.load(path, classifier.sample_rate))
+            found = pieces.split(audio.load(path, classifier.sample_rate), classifier.sample_rate,
+                                 classifier.features.num_samples, vad)
+            results = [(piece, classifier.classify(piece.samples)) for piece in found.pieces]
         except SerEdgeError as error:  # one bad file must not hide the others' results
             failures += 1
             print(f"ser-edge: error: {error}", file=sys.stderr)
             continue
-        if args.json:
-            print(json.dumps({"file": path, "label": prediction.label, "probabilities": prediction.probabilities,
-                              "features_s": prediction.features_s, "inference_s": prediction.inference_s}))
-        else:
-            print(f"{path[-40:]:40} {prediction.label:10} {prediction.probabilities[prediction.label]:5.2f} "
-                  f"{1e3 * prediction.features_s:11.2f} {1e3 * prediction.inference_s:12.2f}")
+        note = found.describe(vad)
+        for number, (piece, prediction) in enumerate(results, 1):
+            if args.json:
+                record = {"file": path, "start_s": round(piece.start_s, 3), "duration_s": round(piece.duration_s, 3),
+                          "label": prediction.label, "probabilities": prediction.probabilities,
+                          "features_s": prediction.features_s, "inference_s": prediction.inference_s}
+                if found.segmented:
+                    record.update(utterance=number, utterances=len(results), note=note)
+                print(json.dumps(record))
+            else:
+                print(f"{path[-40:]:40} {piece.start_s:8.2f} {piece.duration_s:6.2f} {prediction.label:10} "
+                      f"{prediction.probabilities[prediction.label]:5.2f} {1e3 * prediction.features_s:11.2f} "
+                      f"{1e3 * prediction.inference_s:12.2f}")
+        if note and args.json and not results:
+            print(json.dumps({"file": path, "label": None, "utterances": 0, "note": note}))
+        elif note and not args.json:
+            print(f"{path}: {note}")
     return 1 if failures else 0
 
 
 def cmd_info(args) -> int:
+    from edge import model_summary
     from edge.model_file import read_metadata
     from edge.registry import resolve_model
 
     path = resolve_model(args.model)
     metadata = read_metadata(path)
-    print(f"file: {path} ({path.stat().st_size:,} bytes)")
-    print(json.dumps(metadata, indent=2))
+    parity = model_summary.find_parity_report(path)
+    print((model_summary.as_json if args.json else model_summary.summary)(path, metadata, parity))
     return 0
 
 
 def cmd_devices(args) -> int:
-    from edge.sources import import_sounddevice
+    from edge.sources import import_sounddevice, input_devices, no_microphone_report
 
     sd = import_sounddevice()
     try:
-        devices = sd.query_devices()
+        sd.query_devices()
         default_input = sd.default.device[0]
     except sd.PortAudioError as error:
         raise SerEdgeError(f"cannot list audio devices: {error}") from None
-    inputs = [d for d in devices if d["max_input_channels"] > 0]
+    inputs = input_devices(sd)
     if not inputs:
-        print("no input devices found", file=sys.stderr)
+        print(no_microphone_report(), file=sys.stderr)
         return 1
     for device in inputs:
         marker = "*" if device["index"] == default_input else " "

@@ -58,7 +58,8 @@ class Listener:
             try:
                 self._jsonl = open(self.settings.jsonl, "a", buffering=1)
             except OSError as error:
-                raise SerEdgeError(f"{self.settings.jsonl}: cannot open for appending ({error.strerror})") from None
+                raise SerEdgeError(f"{self.settings.jsonl}: cannot open for appending ({error.strerror}); "
+                                  "--jsonl FILE writes elsewhere, --no-jsonl writes no file") from None
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
         log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s", self.classifier.path.name,

@@ -14,6 +14,8 @@ from pathlib import Path
 from edge.errors import SerEdgeError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+# What libsndfile decodes, by the usual file names (MP3 needs libsndfile 1.1 or later).
+ANY_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64")
 
 
 @dataclass(frozen=True)
@@ -105,5 +107,19 @@ def read_iemocap(data_dir: Path) -> list[Utterance]:
     return sorted(found, key=lambda u: u.path)
 
 
-def _audio_files(data_dir: Path) -> list[Path]:
-    return sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+def read_audio_folder(data_dir: str | Path) -> list[Utterance]:
+    """Every audio file under ``data_dir`` (any layout, no labels): what ``ser-bench --dataset folder`` times.
+
+    Labels and speakers are empty: such a folder measures latency only.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise SerEdgeError(f"{data_dir}: not a directory")
+    found = [Utterance(path, "", "") for path in _audio_files(data_dir, ANY_AUDIO_SUFFIXES)]
+    if not found:
+        raise SerEdgeError(f"{data_dir}: no audio files found (looked for {', '.join(ANY_AUDIO_SUFFIXES)})")
+    return found
+
+
+def _audio_files(data_dir: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> list[Path]:
+    return sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in suffixes and p.is_file())

@@ -24,7 +24,7 @@ class ListenSettings:
     device: str | None = None  # PortAudio name or index; None = the default input
     input: str | None = None  # a file, or "-" for raw s16le mono PCM on stdin
     input_rate: int | None = None  # rate of raw stdin PCM (default: the model's)
-    jsonl: str | None = None  # also append results to this JSON-lines file
+    jsonl: str | None = None  # also append results to this JSON-lines file ("" or None: no file)
     duration_s: float | None = None  # stop after this much audio
     energy_threshold_db: float = SegmenterSettings.energy_threshold_db
     min_speech_s: float = SegmenterSettings.min_speech_s

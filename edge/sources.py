@@ -181,6 +181,42 @@ def import_sounddevice():
     return sounddevice
 
 
+# What a user without a working microphone should check, and how to go on without one.
+NO_MICROPHONE_CHECKS = (
+    ("arecord -l", "lists a capture card (is the microphone plugged in?)"),
+    ("groups", "includes audio (if not: sudo usermod -aG audio $USER, then log in again)"),
+    ("device = ...", "in the config file (--config) names a device from ser-edge devices, or is removed"),
+)
+WITHOUT_MICROPHONE = ("--input FILE (an audio file), or --input - (raw s16le mono PCM on stdin, "
+                      "e.g. from arecord or ffmpeg)")
+
+
+def no_microphone_hint() -> str:
+    """One line: what to check, and how to classify audio without a microphone."""
+    return ("check `arecord -l` (is a capture card listed?), `groups` (is this user in the audio group?) and the "
+            f"config file's device; without a microphone use {WITHOUT_MICROPHONE}")
+
+
+def no_microphone_report() -> str:
+    """``ser-edge devices`` with nothing to list: the same advice, a line per check."""
+    width = max(len(command) for command, _ in NO_MICROPHONE_CHECKS)
+    lines = ["no audio input devices found. Check that:"]
+    lines += [f"  {command:{width}}  {what}" for command, what in NO_MICROPHONE_CHECKS]
+    lines += ["Without a microphone, ser-edge listen reads audio from elsewhere:",
+              "  ser-edge listen --input recording.wav",
+              "  arecord -f S16_LE -r 22050 -c 1 -t raw | ser-edge listen --input -   (raw s16le mono PCM; "
+              "--input-rate for other rates)"]
+    return "\n".join(lines)
+
+
+def input_devices(sd) -> list[dict]:
+    """PortAudio's capture devices ([] when it cannot list any)."""
+    try:
+        return [d for d in sd.query_devices() if d["max_input_channels"] > 0]
+    except sd.PortAudioError:
+        return []
+
+
 def resolve_device(sd, device: str | None):
     """A device index for a name or index string; None for the default input."""
     try:
@@ -191,8 +227,12 @@ def resolve_device(sd, device: str | None):
         info = sd.query_devices(key, "input")
         return info["index"]
     except (ValueError, sd.PortAudioError) as error:
-        what = "no input device found" if device is None else f"unknown input device {device!r}"
-        raise SerEdgeError(f"{what} ({str(error).splitlines()[0]}); list them with: ser-edge devices") from None
+        reason = str(error).splitlines()[0]
+        if not input_devices(sd):
+            raise SerEdgeError(f"no microphone found (PortAudio: {reason}); {no_microphone_hint()}") from None
+        what = "no default input device" if device is None else f"unknown input device {device!r}"
+        raise SerEdgeError(f"{what} ({reason}); list them with: ser-edge devices, then pass --device NAME "
+                           "or set device in the config file") from None
 
 
 def make_source(settings, rate: int):

@@ -19,6 +19,7 @@ import soundfile
 
 from benchmarks import keras_baseline, report
 from benchmarks.cli import main
+from benchmarks.provenance import Provenance
 from benchmarks.host import cpu_model, process_age_s
 from benchmarks.run import STAGES, Measurement, Skipped, Timing
 from benchmarks.stats import accuracy, summary
@@ -233,6 +234,8 @@ def fake_results(tmp_path: Path) -> tuple[dict, Measurement, dict]:
         "cold_start_s": {"total": 1.0, "source": "test", "startup": 0.2, "argument_checks": 0.0,
                          "dataset_listing": 0.1, "model_load": 0.5, "first_utterance": 0.2},
         "accuracy_note": None,
+        "provenance": report.provenance_results(
+            litert, ("a", "b"), Provenance("m.json", frozenset({"0"}), frozenset({"1"}))),
         "baseline": {"info": {"model_file": "m.keras", "tensorflow": "2", "keras": "3", "librosa": "0.11",
                               "tf_intra_op_threads": 0},
                      "utterances": 2, "modes": report.baseline_results(litert, modes, ("a", "b"), tmp_path),
@@ -243,7 +246,7 @@ def fake_results(tmp_path: Path) -> tuple[dict, Measurement, dict]:
 
 
 def test_report_figures_and_markdown(tmp_path):
-    results, _, _ = fake_results(tmp_path)
+    results, litert, _ = fake_results(tmp_path)
     assert results["thesis"]["ratio"] == pytest.approx(0.06 / 1.2)
     assert results["thesis"]["speedup"] == pytest.approx(20.0)
     assert results["real_time_factor"]["overall"] == pytest.approx(0.03)
@@ -258,10 +261,13 @@ def test_report_figures_and_markdown(tmp_path):
                     "## Skipped files", "## Notes"):
         assert heading in page
     assert "| total | 60.0 | 60.0 | 60.0 | 60.0 | 60.0 |" in page
-    # Trained on the benchmarked dataset: the accuracy is flagged as near-training accuracy, and only then.
-    assert "Not a generalisation figure" in page
-    results["model"]["trained_on"] = "ravdess"
-    assert "Not a generalisation figure" not in report.markdown(results)
+    # Accuracy is split by what the model's own file lists say, not by the dataset's name.
+    assert results["provenance"]["counts"] == {"training": 1, "validation": 1, "unseen": 2, "unknown": 0}
+    assert "### By what the model saw in training" in page and "Not a generalisation figure" in page
+    assert "close to training" not in page
+    results["provenance"] = report.provenance_results(litert, ("a", "b"), Provenance("m.json", None, frozenset()))
+    page = report.markdown(results)
+    assert "Not a generalisation figure" not in page and "4 utterance(s) are not in the model's validation" in page
     assert "| Keras eager | 2 |" in page and page.count("LiteRT (this run, same utterances)") == 1
     json.dumps(results)  # everything in it is plain JSON
 
