@@ -29,14 +29,19 @@ def write_sidecar(model: Path, metadata: dict, **lists: list[str]) -> Path:
     return sidecar
 
 
-def test_the_shipped_models_have_their_validation_lists_but_no_training_lists():
+def test_the_shipped_models_know_their_training_and_validation_files():
     for name in ("emodb", "ravdess"):
         path = resolve_model(name)
         provenance = model_provenance(path, read_metadata(path))
         sidecar = json.loads((shipped_dir() / f"{name}.json").read_text())
         assert provenance.source == f"{name}.json"
         assert provenance.validation == {Path(n).stem for n in sidecar["validation_files"]}
-        assert provenance.training is None and "training_files" in provenance.problem
+        if "training_files" in sidecar:  # models trained since issue 11
+            assert provenance.training == {Path(n).stem for n in sidecar["training_files"]}
+            assert provenance.problem is None
+            assert provenance.status(Path(sidecar["training_files"][0]).with_suffix(".wav")) == "training"
+        else:
+            assert provenance.training is None and "training_files" in provenance.problem
         first = sidecar["validation_files"][0]
         assert provenance.status(Path("/anywhere") / first) == "validation"
         assert provenance.status(Path("/anywhere") / Path(first).with_suffix(".wav")) == "validation"  # WAV copy

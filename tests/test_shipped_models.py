@@ -1,0 +1,37 @@
+"""The shipped default model on utterances it was not trained on: it must use every class and not
+collapse onto one (the model it replaced never said "neutral" and said "disgust" a third of the time)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from edge import audio
+from edge.classifier import EmotionClassifier
+from edge.datasets import read_dataset
+from edge.registry import resolve_model, shipped_dir
+from tests.conftest import shared_dataset_dir
+
+pytestmark = pytest.mark.datasets
+
+
+@pytest.mark.parametrize("name", ["ravdess", "emodb"])
+def test_shipped_model_uses_every_class_on_its_held_out_utterances(name):
+    data_dir = shared_dataset_dir(name)
+    sidecar = json.loads((shipped_dir() / f"{name}.json").read_text())
+    held_out = set(sidecar["validation_files"])
+    if "training_files" in sidecar:  # models trained since issue 11 list both; they must not overlap
+        assert not held_out & set(sidecar["training_files"])
+    utterances = [u for u in read_dataset(name, data_dir) if u.path.name in held_out]
+    assert len(utterances) == len(held_out)
+    classifier = EmotionClassifier(resolve_model(name))
+    predicted = [classifier.classify(audio.load(u.path, classifier.sample_rate)).label for u in utterances]
+    counts = Counter(predicted)
+    assert set(counts) == set(sidecar["label_names"]), f"classes never predicted: {set(sidecar['label_names']) - set(counts)}"
+    assert max(counts.values()) / len(predicted) < 1 / 3, counts
+    accuracy = np.mean([p == u.label for p, u in zip(predicted, utterances)])
+    # What the sidecar says the model scored on these utterances (the runtime must reproduce it).
+    assert accuracy == pytest.approx(sidecar["best_val_accuracy"], abs=0.03)
