@@ -63,8 +63,9 @@ class EmotionClassifier:
         self._inputs = {name: _by_name(details, name, self.path) for name in self.features.input_names}
         expected = (1, *self.features.input_shape)
         for name, entry in self._inputs.items():  # metadata that disagrees with the graph fails here, not after READY
-            if tuple(int(n) for n in entry["shape"]) != expected:
-                raise SerEdgeError(f"{self.path}: input {name!r} has shape {tuple(entry['shape'])} but the metadata's "
+            shape = tuple(int(n) for n in entry["shape"])
+            if shape != expected:
+                raise SerEdgeError(f"{self.path}: input {name!r} has shape {shape} but the metadata's "
                                    f"features (num_samples {self.features.num_samples}, hop_length "
                                    f"{self.features.hop_length}, n_mfcc {self.features.n_mfcc}) give {expected}")
         outputs = self._interpreter.get_output_details()

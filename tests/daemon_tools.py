@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SER_EDGE = [sys.executable, "-m", "edge.cli"]
 NOBODY = 65534
@@ -43,7 +43,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("ser-edge: error:")]
 
 
-def assert_one_clear_error(done: subprocess.CompletedProcess, fragment: str) -> None:
+def assert_one_clear_error(done, fragment: str) -> None:
     """A non-zero exit, exactly one error line containing ``fragment``, no traceback."""
     stderr = done.stderr if isinstance(done.stderr, str) else done.stderr.decode()
     assert done.returncode not in (0, None) and done.returncode > 0, (done.returncode, stderr)
@@ -52,15 +52,23 @@ def assert_one_clear_error(done: subprocess.CompletedProcess, fragment: str) -> 
     assert len(errors) == 1 and fragment in errors[0], stderr
 
 
-def as_nobody() -> dict:
-    """subprocess arguments that drop root (file permissions do not bind root); none when not root."""
+def without_file_privileges() -> list[str]:
+    """A command prefix under which file permissions bind, as they do for the service's user.
+
+    Root bypasses them through CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH; setpriv drops
+    both (switching users instead would also lose the interpreter under a private /root).
+    """
     if os.geteuid() != 0:
-        return {}
-    return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop the file capabilities")
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", "--bounding-set", drop, "--inh-caps", drop]
 
 
-def shared_tmp() -> Path:
-    """A temporary directory the unprivileged user can enter (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ser-edge-test-"))
-    path.chmod(0o755)
+def lock(path: Path) -> Path:
+    """Make ``path`` unreachable: mode 000, and not root's own when the tests run as root."""
+    path.chmod(0o000)
+    if os.geteuid() == 0:
+        os.chown(path, NOBODY, NOBODY)
     return path
