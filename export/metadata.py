@@ -32,6 +32,9 @@ def _embed(flatbuffer: bytes, metadata: dict) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    for previous in model.metadata or []:  # re-embedding: empty the old entry's buffer, or it lingers unreferenced
+        if previous.name == METADATA_NAME.encode():
+            model.buffers[previous.buffer].data = None
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
     model.buffers.append(buffer)
