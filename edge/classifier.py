@@ -56,9 +56,10 @@ class EmotionClassifier:
         try:
             self._interpreter = interpreter_class()(model_content=content, num_threads=threads)
             self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({error})") from None
-        details = self._interpreter.get_input_details()
+            details = self._interpreter.get_input_details()
+            outputs = self._interpreter.get_output_details()
+        except (ValueError, RuntimeError) as error:  # UnicodeDecodeError too: a damaged tensor name
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({str(error).splitlines()[0]})") from None
         # Inputs are bound by name (the exporter names them after the feature config), never by position.
         self._inputs = {name: _by_name(details, name, self.path) for name in self.features.input_names}
         expected = (1, *self.features.input_shape)
@@ -68,11 +69,12 @@ class EmotionClassifier:
                 raise SerEdgeError(f"{self.path}: input {name!r} has shape {shape} but the metadata's "
                                    f"features (num_samples {self.features.num_samples}, hop_length "
                                    f"{self.features.hop_length}, n_mfcc {self.features.n_mfcc}) give {expected}")
-        outputs = self._interpreter.get_output_details()
         if len(outputs) != 1 or tuple(int(n) for n in outputs[0]["shape"]) != (1, len(self.labels)):
             raise SerEdgeError(f"{self.path}: expected one output of shape (1, {len(self.labels)}) for the "
                                f"{len(self.labels)} labels in the metadata")
         self._output = outputs[0]
+        # One invoke now: a graph that loads but cannot run (a damaged file) fails here, before READY.
+        self.infer(np.zeros(self.features.input_shape[:2], dtype=np.float32))
 
     @property
     def sample_rate(self) -> int:
@@ -102,11 +104,15 @@ class EmotionClassifier:
     def infer(self, matrix: np.ndarray) -> np.ndarray:
         """Class probabilities (float32) for one (frames, n_mfcc) MFCC matrix."""
         inputs = frontend.model_inputs(matrix, self.features)
-        for name, value in inputs.items():
-            details = self._inputs[name]
-            self._interpreter.set_tensor(details["index"], _quantize(value, details))
-        self._interpreter.invoke()
-        return _dequantize(self._interpreter.get_tensor(self._output["index"])[0], self._output)
+        try:
+            for name, value in inputs.items():
+                details = self._inputs[name]
+                self._interpreter.set_tensor(details["index"], _quantize(value, details))
+            self._interpreter.invoke()
+            output = self._interpreter.get_tensor(self._output["index"])[0]
+        except (ValueError, RuntimeError) as error:
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot run it ({str(error).splitlines()[0]})") from None
+        return _dequantize(output, self._output)
 
 
 def _quantize(value: np.ndarray, details: dict) -> np.ndarray:

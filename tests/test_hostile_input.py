@@ -198,3 +198,4 @@ def test_unnormalised_float_samples_are_refused(tmp_path):
     rng = np.random.default_rng(7)
     soundfile.write(path, rng.uniform(-1e6, 1e6, 22050).astype(np.float32), 22050, subtype="FLOAT")
     assert_one_clear_error(run("classify", str(path)), "but full scale is 1.0")
+
