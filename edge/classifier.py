@@ -59,7 +59,7 @@ class EmotionClassifier:
             details = self._interpreter.get_input_details()
             outputs = self._interpreter.get_output_details()
         except (ValueError, RuntimeError) as error:  # UnicodeDecodeError too: a damaged tensor name
-            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({str(error).splitlines()[0]})") from None
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({_first_line(error)})") from None
         # Inputs are bound by name (the exporter names them after the feature config), never by position.
         self._inputs = {name: _by_name(details, name, self.path) for name in self.features.input_names}
         expected = (1, *self.features.input_shape)
@@ -111,8 +111,13 @@ class EmotionClassifier:
             self._interpreter.invoke()
             output = self._interpreter.get_tensor(self._output["index"])[0]
         except (ValueError, RuntimeError) as error:
-            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot run it ({str(error).splitlines()[0]})") from None
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot run it ({_first_line(error)})") from None
         return _dequantize(output, self._output)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _quantize(value: np.ndarray, details: dict) -> np.ndarray:
