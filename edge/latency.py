@@ -7,8 +7,6 @@ over the most recent ``window``.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 WINDOW = 10_000  # percentiles over the last 10,000 utterances: 80 kB
@@ -18,22 +16,23 @@ class LatencyStats:
     def __init__(self, window: int = WINDOW):
         self.count = 0
         self._total = 0.0
-        self._recent: deque[float] = deque(maxlen=window)
+        # Preallocated ring: no per-utterance allocation, so nothing for the heap to fragment.
+        self._recent = np.zeros(window, dtype=np.float64)
 
     def add(self, seconds: float) -> None:
+        self._recent[self.count % self._recent.size] = seconds
         self.count += 1
         self._total += seconds
-        self._recent.append(seconds)
 
     @property
     def kept(self) -> int:
-        """How many figures are held in memory (at most ``window``)."""
-        return len(self._recent)
+        """How many figures are held (at most ``window``), in a buffer allocated once."""
+        return min(self.count, self._recent.size)
 
     def summary(self, thesis_s: float) -> dict:
         if not self.count:
             return {}
-        recent = np.fromiter(self._recent, dtype=np.float64, count=len(self._recent))
+        recent = self._recent[: self.kept]
         mean = self._total / self.count
         return {
             "processing_mean_s": mean,
