@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +66,6 @@ def soak(hours: float, seed: int) -> dict:
 
     reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
-    started = time.monotonic()
     utterances_in, samples, samples_at_sample = 0, 0, 0
     rss = [(0.0, rss_mib(process.pid))]
     total = hours * 3600 * RATE
@@ -90,7 +88,7 @@ def soak(hours: float, seed: int) -> dict:
     settled = hours_axis >= min(1.0, hours_axis[-1] / 2)  # after the first audio hour: warm-up excluded
     slope = float(np.polyfit(hours_axis[settled], values[settled], 1)[0]) if settled.sum() > 2 else float("nan")
     return {"audio_hours": samples / RATE / 3600, "utterances_in": utterances_in, "lines_out": lines_out[0],
-            "invalid_json_lines": bad_lines[0], "exit_code": process.returncode, "wall_s": time.monotonic() - started,
+            "invalid_json_lines": bad_lines[0], "exit_code": process.returncode,
             "rss_mib": rss, "rss_slope_mib_per_audio_hour": slope,
             "rss_growth_after_first_hour_mib": float(values[settled][-1] - values[settled][0]), "summary": summary}
 
@@ -103,8 +101,8 @@ def write_report(result: dict, out: Path, command: str) -> None:
     lost = result["utterances_in"] - result["lines_out"]
     (out.parent / f"{out.name}.md").write_text(f"""# Soak: `ser-edge listen --input -`
 
-`{command}` on {_host()}; the machine was shared with other work, so the wall
-time is not a speed figure.
+`{command}` on {_host()} (not a Pi; no timings are
+reported: the machine may be shared).
 
 | | |
 |---|---|
@@ -116,7 +114,6 @@ time is not a speed figure.
 | exit code | {result['exit_code']} |
 | RSS growth after the first audio hour | {result['rss_growth_after_first_hour_mib']:+.2f} MiB |
 | RSS slope after the first audio hour | {result['rss_slope_mib_per_audio_hour']:+.4f} MiB per audio hour |
-| wall time | {result['wall_s']:.0f} s |
 
 Resident memory of the daemon against audio time:
 
