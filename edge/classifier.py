@@ -13,7 +13,9 @@ from edge import native_stderr
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.litert import interpreter_class
-from edge.model_file import read_metadata
+from edge.model_file import parse_metadata, read_model_bytes, verify_checksums
+
+MAX_THREADS = 64  # LiteRT crashes on absurd counts (100000: SIGSEGV); a Pi has 4 cores
 
 
 @dataclass(frozen=True)
@@ -37,28 +39,44 @@ class EmotionClassifier:
 
     def __init__(self, model_path: str | Path, *, threads: int = 1):
         self.path = Path(model_path)
-        self.metadata = read_metadata(self.path)
+        if not 1 <= threads <= MAX_THREADS:
+            raise SerEdgeError(f"threads must be 1..{MAX_THREADS}, got {threads}")
+        # Read once into memory: LiteRT would otherwise map the file, and a copy over it
+        # (NaN results) or a truncation (SIGBUS) would reach the running interpreter.
+        content = read_model_bytes(self.path)
+        self.metadata = parse_metadata(content, self.path)
+        self.checksum_verified = verify_checksums(content, self.metadata, self.path)
         try:
             self.features = FeatureConfig.from_dict(self.metadata["features"])
             self.labels = tuple(self.metadata["label_names"])
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise SerEdgeError(f"{self.path}: incomplete ser-edge metadata ({error})") from None
-        if threads < 1:
-            raise SerEdgeError(f"threads must be at least 1, got {threads}")
+        if not self.labels or not all(isinstance(label, str) for label in self.labels):
+            raise SerEdgeError(f"{self.path}: label_names must be a non-empty list of strings")
         self.threads = threads
         try:
             with native_stderr.filtered():  # LiteRT's "Created ... XNNPACK delegate" line comes from here
-                self._interpreter = interpreter_class()(model_path=str(self.path), num_threads=threads)
+                self._interpreter = interpreter_class()(model_content=content, num_threads=threads)
                 self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({error})") from None
-        details = self._interpreter.get_input_details()
+            details = self._interpreter.get_input_details()
+            outputs = self._interpreter.get_output_details()
+        except (ValueError, RuntimeError) as error:  # UnicodeDecodeError too: a damaged tensor name
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot load it ({_first_line(error)})") from None
         # Inputs are bound by name (the exporter names them after the feature config), never by position.
         self._inputs = {name: _by_name(details, name, self.path) for name in self.features.input_names}
-        outputs = self._interpreter.get_output_details()
-        if len(outputs) != 1 or outputs[0]["shape"][-1] != len(self.labels):
-            raise SerEdgeError(f"{self.path}: expected one output of {len(self.labels)} classes")
+        expected = (1, *self.features.input_shape)
+        for name, entry in self._inputs.items():  # metadata that disagrees with the graph fails here, not after READY
+            shape = tuple(int(n) for n in entry["shape"])
+            if shape != expected:
+                raise SerEdgeError(f"{self.path}: input {name!r} has shape {shape} but the metadata's "
+                                   f"features (num_samples {self.features.num_samples}, hop_length "
+                                   f"{self.features.hop_length}, n_mfcc {self.features.n_mfcc}) give {expected}")
+        if len(outputs) != 1 or tuple(int(n) for n in outputs[0]["shape"]) != (1, len(self.labels)):
+            raise SerEdgeError(f"{self.path}: expected one output of shape (1, {len(self.labels)}) for the "
+                               f"{len(self.labels)} labels in the metadata")
         self._output = outputs[0]
+        # One invoke now: a graph that loads but cannot run (a damaged file) fails here, before READY.
+        self.infer(np.zeros(self.features.input_shape[:2], dtype=np.float32))
 
     @property
     def sample_rate(self) -> int:
@@ -75,6 +93,8 @@ class EmotionClassifier:
         computed = time.perf_counter()
         probabilities = self.infer(matrix)
         finished = time.perf_counter()
+        if not np.isfinite(probabilities).all():  # never let NaN reach a result (it is not JSON either)
+            raise SerEdgeError(f"{self.path}: the model produced non-finite probabilities")
         best = int(np.argmax(probabilities))
         return Prediction(
             label=self.labels[best],
@@ -86,11 +106,20 @@ class EmotionClassifier:
     def infer(self, matrix: np.ndarray) -> np.ndarray:
         """Class probabilities (float32) for one (frames, n_mfcc) MFCC matrix."""
         inputs = frontend.model_inputs(matrix, self.features)
-        for name, value in inputs.items():
-            details = self._inputs[name]
-            self._interpreter.set_tensor(details["index"], _quantize(value, details))
-        self._interpreter.invoke()
-        return _dequantize(self._interpreter.get_tensor(self._output["index"])[0], self._output)
+        try:
+            for name, value in inputs.items():
+                details = self._inputs[name]
+                self._interpreter.set_tensor(details["index"], _quantize(value, details))
+            self._interpreter.invoke()
+            output = self._interpreter.get_tensor(self._output["index"])[0]
+        except (ValueError, RuntimeError) as error:
+            raise SerEdgeError(f"{self.path}: the TFLite runtime cannot run it ({_first_line(error)})") from None
+        return _dequantize(output, self._output)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _quantize(value: np.ndarray, details: dict) -> np.ndarray:

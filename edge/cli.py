@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from edge import __version__
@@ -52,15 +53,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    closed = guard_standard_streams()
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
     try:
+        if 1 in closed:
+            raise SerEdgeError("stdout is closed: results would be lost (run it with stdout open, e.g. >/dev/null)")
         return COMMANDS[args.command](args)
     except SerEdgeError as error:
         print(f"ser-edge: error: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. piped into head
+    except BrokenPipeError:  # classify piped into head; listen reports a closed reader itself
         return 0
+
+
+def guard_standard_streams() -> set[int]:
+    """Put /dev/null on any of fds 0-2 the caller closed; return which were closed.
+
+    Otherwise the next open() (the JSONL file, a model) takes that number and
+    becomes "stdout", and Python sends print(file=None) to stdout instead of stderr.
+    """
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            # os.open returns the lowest free descriptor: fd itself, as the lower ones are open.
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+            closed.add(fd)
+    if 1 in closed:
+        sys.stdout = open(1, "w", closefd=False)
+    if 2 in closed:
+        sys.stderr = open(2, "w", closefd=False)
+    return closed
 
 
 def cmd_classify(args) -> int:

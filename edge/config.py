@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from edge.errors import SerEdgeError
 
 REVERSE_AXES = ("time", "coefficients")
+# What any plausible speech model uses; far outside means a damaged file, not a choice.
+INTEGER_BOUNDS = {"sample_rate": (4000, 192_000), "num_samples": (1, 10_000_000), "n_mfcc": (1, 256),
+                  "n_fft": (16, 65_536), "hop_length": (1, 65_536), "n_mels": (1, 1024)}
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None  # None means sample_rate / 2
     amin: float = 1e-10
-    top_db: float = 80.0
+    top_db: float | None = 80.0  # None: no floor
     # The thesis text reverses along time; the authors' code appears to flip
     # the coefficient axis. "time" is what the text says.
     reverse_axis: str = "time"
@@ -49,18 +52,33 @@ class FeatureConfig:
             raise SerEdgeError(
                 f"reverse_axis must be one of {REVERSE_AXES}, got {self.reverse_axis!r}"
             )
-        for name in ("sample_rate", "num_samples", "n_mfcc", "n_fft", "hop_length", "n_mels"):
+        # Bounds keep a damaged or hand-edited metadata block from reaching numpy as a huge allocation.
+        for name, (low, high) in INTEGER_BOUNDS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise SerEdgeError(f"feature config: {name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise SerEdgeError(f"feature config: {name} must be an integer in [{low}, {high}], got {value!r}")
+        for name in ("fmin", "amin", "top_db", "fmax"):
+            value = getattr(self, name)
+            if value is None and name in ("top_db", "fmax"):
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise SerEdgeError(f"feature config: {name} must be a finite number, got {value!r}")
         if self.n_mfcc > self.n_mels:
             raise SerEdgeError(f"feature config: n_mfcc ({self.n_mfcc}) exceeds n_mels ({self.n_mels})")
+        if not 0 <= self.fmin < self.fmax_hz <= self.sample_rate / 2:
+            raise SerEdgeError(f"feature config: need 0 <= fmin ({self.fmin}) < fmax ({self.fmax_hz}) <= "
+                               f"sample_rate / 2 ({self.sample_rate / 2})")
+        if self.amin <= 0 or (self.top_db is not None and self.top_db <= 0):
+            raise SerEdgeError(f"feature config: amin ({self.amin}) and top_db ({self.top_db}) must be > 0")
+        if not isinstance(self.input_names, tuple) or len(self.input_names) != 2 or \
+                not all(isinstance(name, str) for name in self.input_names):
+            raise SerEdgeError(f"feature config: input_names must be two names, got {self.input_names!r}")
         if (self.input_mean is None) != (self.input_std is None):
             raise SerEdgeError("feature config: input_mean and input_std come together")
         if self.input_mean is not None:
             for name in ("input_mean", "input_std"):
                 values = getattr(self, name)
-                if len(values) != self.n_mfcc or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                if not isinstance(values, tuple) or len(values) != self.n_mfcc or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                                                          for v in values):
                     raise SerEdgeError(f"feature config: {name} must be {self.n_mfcc} finite numbers")
             if min(self.input_std) <= 0:
@@ -101,7 +119,7 @@ class FeatureConfig:
             raise SerEdgeError(f"feature config: unknown keys {unknown}")
         values = dict(data)
         for name in ("input_names", "input_mean", "input_std"):
-            if values.get(name) is not None:
+            if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return cls(**values)
 

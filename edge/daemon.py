@@ -3,7 +3,7 @@
 A small state machine: open the source (READY=1), then read / segment /
 classify until a signal or the end of the input; a microphone that vanishes
 is reopened with back-off. One JSON line per utterance on stdout (and the
-optional JSONL file); a summary line on stderr when it ends.
+optional JSONL file, reopened on SIGHUP); a summary line on stderr when it ends.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import threading
 import time
 from datetime import datetime, timezone
 
-import numpy as np
-
 from edge.classifier import EmotionClassifier
 from edge.errors import SerEdgeError
+from edge.latency import LatencyStats
 from edge.notify import Notifier
 from edge.registry import resolve_model, thesis_seconds
 from edge.segmenter import Segment, Segmenter
 from edge.settings import ListenSettings
-from edge.sources import DeviceLost, EndOfStream, make_source
+from edge.sinks import LineSink, OutputClosed
+from edge.sources import DeviceLost, EndOfStream, StreamFailed, make_source
 from edge.threads import describe, limit
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,13 @@ RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16, 30)
 
 
 class Listener:
-    def __init__(self, settings: ListenSettings, out=None, notifier: Notifier | None = None):
+    def __init__(self, settings: ListenSettings, notifier: Notifier | None = None):
         self.settings = settings
-        self.out = out or sys.stdout
         self.notifier = notifier or Notifier()
         self.stop_requested = threading.Event()
-        self.latencies: list[float] = []
+        self.reopen_requested = threading.Event()
+        self.latencies = LatencyStats()
+        self.failed = 0  # utterances the model could not classify
         self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads)
         # After the model loads, so every native library is there to be limited (edge/threads.py).
         self.thread_pools = limit(settings.threads)
@@ -47,34 +48,46 @@ class Listener:
         self.source = make_source(settings, self.classifier.sample_rate)
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,
                                    settings.segmenter)
-        self._jsonl = None
+        self.stdout = LineSink.stdout()
+        self.jsonl: LineSink | None = None
         self._samples = 0  # audio consumed, at the model's rate
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested.set()
 
+    def request_reopen(self, *_: object) -> None:
+        """SIGHUP: logrotate renamed the JSONL file; write to a fresh one at the same path."""
+        self.reopen_requested.set()
+
     def run(self) -> int:
         if self.settings.jsonl:
             try:
-                self._jsonl = open(self.settings.jsonl, "a", buffering=1)
-            except OSError as error:
-                raise SerEdgeError(f"{self.settings.jsonl}: cannot open for appending ({error.strerror}); "
-                                  "--jsonl FILE writes elsewhere, --no-jsonl writes no file") from None
+                self.jsonl = LineSink.append_to(self.settings.jsonl)
+            except SerEdgeError as error:
+                raise SerEdgeError(f"{error}; --jsonl FILE writes elsewhere, --no-jsonl writes no file") from None
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
         log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s", self.classifier.path.name,
                  self.classifier.dataset, self.source.name, self.settings.threads, describe(self.thread_pools))
+        failure: SerEdgeError | None = None
         try:
-            self._loop()
+            try:
+                self._loop()
+            except StreamFailed as error:  # still classify what was heard before the stream broke
+                failure = error
             for segment in self.segmenter.flush():
                 self._classify(segment)
+        except OutputClosed as error:
+            failure = error
         finally:
             log.debug("input ended after %d samples; closing %s", self._samples, self.source.name)
             self.source.close()
             self.notifier.send(STOPPING=1)
             self._write_summary()
-            if self._jsonl:
-                self._jsonl.close()
+            if self.jsonl:
+                self.jsonl.close()
+        if failure is not None:
+            raise failure
         return 0
 
     def _loop(self) -> None:
@@ -82,6 +95,10 @@ class Listener:
         limit = None if duration is None else round(duration * self.classifier.sample_rate)
         failures = 0
         while not self.stop_requested.is_set():
+            if self.reopen_requested.is_set():
+                self.reopen_requested.clear()
+                if self.jsonl:
+                    self.jsonl.reopen()
             try:
                 chunk = self.source.read(READ_TIMEOUT_S)
             except EndOfStream:
@@ -110,15 +127,20 @@ class Listener:
             return failures + 1
         try:
             self.source.open()
-            self.notifier.send(STATUS=f"listening on {self.source.name}, {len(self.latencies)} utterances")
+            self.notifier.send(STATUS=f"listening on {self.source.name}, {self.latencies.count} utterances")
         except SerEdgeError as error:
             log.warning("reopen failed: %s", error)
         return failures + 1
 
     def _classify(self, segment: Segment) -> None:
-        prediction = self.classifier.classify(segment.samples)
+        try:
+            prediction = self.classifier.classify(segment.samples)
+        except SerEdgeError as error:  # e.g. non-finite output: skip this utterance, never write NaN
+            self.failed += 1
+            log.warning("utterance at %.2f s not classified: %s", segment.start_s, error)
+            return
         processing = prediction.processing_s
-        self.latencies.append(processing)
+        self.latencies.add(processing)
         record = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "start_s": round(segment.start_s, 3),
@@ -136,37 +158,25 @@ class Listener:
             "processing_vs_thesis": round(processing / self.thesis_s, 6),
             "overflows": self.source.overflows,
         }
-        line = json.dumps(record)
-        print(line, file=self.out, flush=True)
-        if self._jsonl:
-            self._jsonl.write(line + "\n")
-        self.notifier.send(STATUS=f"listening on {self.source.name}, {len(self.latencies)} utterances")
+        line = json.dumps(record, allow_nan=False)
+        self.stdout.write(line)
+        if self.jsonl:
+            self.jsonl.write(line)
+        self.notifier.send(STATUS=f"listening on {self.source.name}, {self.latencies.count} utterances")
 
     def summary(self) -> dict:
-        values = np.asarray(self.latencies, dtype=np.float64)
-        stats = {"utterances": len(self.latencies), "overflows": self.source.overflows,
-                 "audio_s": round(self._samples / self.classifier.sample_rate, 3), "thesis_pi_s": self.thesis_s}
-        if values.size:
-            stats.update({
-                "processing_mean_s": float(values.mean()),
-                "processing_p50_s": percentile(values, 50),
-                "processing_p95_s": percentile(values, 95),
-                "mean_vs_thesis": float(values.mean() / self.thesis_s),
-            })
+        stats = {"utterances": self.latencies.count, "overflows": self.source.overflows,
+                 "audio_s": round(self._samples / self.classifier.sample_rate, 3), "thesis_pi_s": self.thesis_s,
+                 "not_classified": self.failed,
+                 "unwritten_lines": {"stdout": self.stdout.unwritten, "jsonl": self.jsonl.unwritten if self.jsonl else 0}}
+        stats.update(self.latencies.summary(self.thesis_s))
         return stats
 
     def _write_summary(self) -> None:
-        print(json.dumps({"summary": self.summary()}), file=sys.stderr, flush=True)
-
-
-def percentile(values: np.ndarray, q: float) -> float:
-    """numpy.percentile's default (linear) estimate, without it: np.percentile imports numpy.ma
-    (about 3.7 MiB resident), which raised the daemon's peak memory when it wrote its summary."""
-    ordered = np.sort(values)
-    position = (ordered.size - 1) * q / 100.0
-    low = int(position)
-    high = min(low + 1, ordered.size - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+        try:
+            print(json.dumps({"summary": self.summary()}), file=sys.stderr, flush=True)
+        except OSError as error:  # stderr on a full disk: the summary is the one thing we cannot report
+            log.debug("summary not written: %s", error)
 
 
 def run_listen(settings: ListenSettings) -> int:
@@ -174,5 +184,6 @@ def run_listen(settings: ListenSettings) -> int:
     listener = Listener(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, listener.request_stop)
+    signal.signal(signal.SIGHUP, listener.request_reopen)
     log.debug("model loaded in %.3f s", time.monotonic() - started)
     return listener.run()

@@ -7,13 +7,16 @@ so a few struct reads replace a generated schema module.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
 
 from edge.errors import SerEdgeError
+from edge.paths import read_regular_file
 
 METADATA_NAME = "ser_edge"  # the entry our exporter writes
+CHECKSUM_KEY = "checksum"  # in the metadata: sha256 of the weights and of the rest of the metadata
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6  # field numbers in table Model
 _METADATA_NAME, _METADATA_BUFFER = 0, 1  # table Metadata
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2  # table Buffer
@@ -21,13 +24,19 @@ _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2  # table Buffer
 
 def read_metadata(path: str | Path) -> dict:
     """The JSON metadata that ``ser-export`` embedded in ``path``."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SerEdgeError(f"{path}: no such model file") from None
-    except OSError as error:
-        raise SerEdgeError(f"{path}: cannot read model ({error.strerror})") from None
+    return parse_metadata(read_model_bytes(path), path)
+
+
+def read_model_bytes(path: str | Path) -> bytes:
+    """The whole model file, read once: the interpreter gets these bytes, never a mapping of the file."""
+    return read_regular_file(path, "model file", MAX_MODEL_BYTES)
+
+
+MAX_MODEL_BYTES = 64 * 1024 * 1024  # TPMNet files are < 1 MB; refuse to read a huge wrong file
+
+
+def parse_metadata(data: bytes, path: str | Path) -> dict:
+    """The ser-edge metadata of the model bytes ``data`` (``path`` only names it in errors)."""
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise SerEdgeError(f"{path}: not a TFLite model (no TFL3 identifier)")
     try:
@@ -37,9 +46,50 @@ def read_metadata(path: str | Path) -> dict:
     if METADATA_NAME not in entries:
         raise SerEdgeError(f"{path}: model has no ser-edge metadata (labels, features); export it with ser-export")
     try:
-        return json.loads(entries[METADATA_NAME].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        metadata = json.loads(entries[METADATA_NAME].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise SerEdgeError(f"{path}: ser-edge metadata is not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise SerEdgeError(f"{path}: ser-edge metadata is not a JSON object")
+    return metadata
+
+
+def checksums(data: bytes, metadata: dict) -> dict:
+    """sha256 of the model's weights (every buffer but ours) and of the metadata without its checksum.
+
+    The exporter stores this in the metadata; the runtime recomputes it, so a
+    corrupted SD card or an edited feature number is caught at load.
+    """
+    weights = hashlib.sha256()
+    model = _uoffset(data, 0)
+    ours = {index for name, index in _metadata_buffer_indices(data, model).items() if name == METADATA_NAME}
+    for index, table in enumerate(_vector_of_tables(data, model, _MODEL_BUFFERS)):
+        if index in ours:
+            continue
+        content = _buffer_bytes(data, table)
+        weights.update(struct.pack("<Q", len(content)))  # lengths keep buffer boundaries in the hash
+        weights.update(content)
+    rest = {key: value for key, value in metadata.items() if key != CHECKSUM_KEY}
+    text = json.dumps(rest, sort_keys=True).encode()
+    return {"algorithm": "sha256", "weights": weights.hexdigest(), "metadata": hashlib.sha256(text).hexdigest()}
+
+
+def verify_checksums(data: bytes, metadata: dict, path: str | Path) -> bool:
+    """Raise on a mismatch; False when the file predates checksums (nothing to verify)."""
+    stored = metadata.get(CHECKSUM_KEY)
+    if stored is None:
+        return False
+    if not isinstance(stored, dict) or stored.get("algorithm") != "sha256":
+        raise SerEdgeError(f"{path}: unknown checksum in the metadata ({stored!r:.60})")
+    try:
+        actual = checksums(data, metadata)
+    except (struct.error, IndexError) as error:
+        raise SerEdgeError(f"{path}: corrupt TFLite model ({error})") from None
+    for part in ("weights", "metadata"):
+        if stored.get(part) != actual[part]:
+            raise SerEdgeError(f"{path}: the model's {part} do not match the checksum stored at export: "
+                               "the file is corrupt or was edited; copy it again")
+    return True
 
 
 def metadata_entries(data: bytes) -> dict[str, bytes]:
@@ -52,6 +102,11 @@ def metadata_entries(data: bytes) -> dict[str, bytes]:
         index = _scalar(data, table, _METADATA_BUFFER, "<I", 0)
         entries[name] = _buffer_bytes(data, buffers[index])
     return entries
+
+
+def _metadata_buffer_indices(data: bytes, model: int) -> dict[str, int]:
+    return {_string(data, table, _METADATA_NAME): _scalar(data, table, _METADATA_BUFFER, "<I", 0)
+            for table in _vector_of_tables(data, model, _MODEL_METADATA)}
 
 
 def _buffer_bytes(data: bytes, table: int) -> bytes:

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from edge.errors import SerEdgeError
+from edge.paths import check_regular_file, exists
 
 DEFAULT_MODEL = "ravdess"
 DEFAULT_VARIANT = "dynamic"  # fastest measured at 100 % agreement: see README
@@ -33,9 +34,8 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL, variant: str = DEFAU
             raise SerEdgeError(f"shipped model {path.name} is missing from {path.parent}; reinstall ser-edge")
         return path
     path = Path(text)
-    if path.suffix == ".tflite" or path.exists():
-        if not path.is_file():
-            raise SerEdgeError(f"{path}: no such model file")
+    if path.suffix == ".tflite" or exists(path):
+        check_regular_file(path, "model file")  # says why: missing, permission denied, a directory
         return path
     choices = ", ".join(f"{n}[-{'|'.join(VARIANTS)}]" for n in SHIPPED)
     raise SerEdgeError(f"unknown model {text!r}: use {choices} or a path to a .tflite file")

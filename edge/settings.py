@@ -6,15 +6,33 @@ Validated once here and frozen; nothing downstream sees argparse or TOML.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.audio import MAX_RATE, MIN_RATE
+from edge.classifier import MAX_THREADS
 from edge.errors import SerEdgeError
+from edge.paths import read_regular_file
 from edge.registry import DEFAULT_MODEL
 from edge.segmenter import SegmenterSettings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Inclusive bounds of every number. -100 dBFS, not lower: level_db() floors digital silence
+# at -120 dBFS, so a threshold there would call silence speech.
+BOUNDS = {
+    "threads": (1, MAX_THREADS),
+    "input_rate": (MIN_RATE, MAX_RATE),
+    "duration_s": (0.001, 1e9),
+    "energy_threshold_db": (-100.0, 0.0),
+    "min_speech_s": (0.0, 60.0),
+    "max_silence_s": (0.02, 60.0),
+}
+MAX_CONFIG_BYTES = 1024 * 1024
+OPTIONAL = {"input_rate", "duration_s"}
+UNITS = {"input_rate": " Hz", "duration_s": " s", "energy_threshold_db": " dBFS", "min_speech_s": " s",
+         "max_silence_s": " s"}
 
 
 @dataclass(frozen=True)
@@ -32,18 +50,16 @@ class ListenSettings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-            (-120.0 <= self.energy_threshold_db <= 0.0, f"energy_threshold_db must be in [-120, 0] dBFS, got {self.energy_threshold_db}"),
-            (self.min_speech_s >= 0.0, f"min_speech_s must be >= 0, got {self.min_speech_s}"),
-            (self.max_silence_s > 0.0, f"max_silence_s must be > 0, got {self.max_silence_s}"),
-            (self.log_level in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"),
-            (self.input_rate is None or 1000 <= self.input_rate <= 384000, f"input_rate must be 1000..384000 Hz, got {self.input_rate}"),
-            (self.duration_s is None or self.duration_s > 0, f"duration_s must be > 0, got {self.duration_s}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise SerEdgeError(message)
+        for key, (low, high) in BOUNDS.items():
+            value = getattr(self, key)
+            if value is None and key in OPTIONAL:
+                continue
+            # Every number is bounded here: inf, NaN or 2**63 would otherwise fail deep inside (after READY).
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or not low <= value <= high:
+                raise SerEdgeError(f"{key} must be in [{low:g}, {high:g}]{UNITS.get(key, '')}, got {value!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise SerEdgeError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 
     @property
     def segmenter(self) -> SegmenterSettings:
@@ -66,10 +82,8 @@ def load_settings(config_path: str | Path | None, overrides: dict) -> ListenSett
 
 def read_config(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SerEdgeError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as error:
+        data = tomllib.loads(read_regular_file(path, "config file", MAX_CONFIG_BYTES).decode())
+    except UnicodeDecodeError as error:
         raise SerEdgeError(f"{path}: cannot read config ({error})") from None
     except tomllib.TOMLDecodeError as error:
         raise SerEdgeError(f"{path}: invalid TOML ({error})") from None
@@ -83,7 +97,7 @@ def read_config(path: Path) -> dict:
             raise SerEdgeError(f"{path}: {key} must be a number, got {value!r}")
         if key not in _INT_KEYS | _NUMBER_KEYS and key != "device" and not isinstance(value, str):
             raise SerEdgeError(f"{path}: {key} must be a string, got {value!r}")
-        if key == "device" and not isinstance(value, (str, int)):
+        if key == "device" and (not isinstance(value, (str, int)) or isinstance(value, bool)):
             raise SerEdgeError(f"{path}: device must be a name or an index, got {value!r}")
     if "device" in data:
         data["device"] = str(data["device"])

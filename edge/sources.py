@@ -7,15 +7,15 @@ Every source delivers float32 mono chunks at the model's rate through
 from __future__ import annotations
 
 import logging
-import queue
-import sys
-import threading
+import os
+import select
 
 import numpy as np
 import soxr
 
 from edge import audio
 from edge.errors import SerEdgeError
+from edge.paths import os_reason
 
 log = logging.getLogger(__name__)
 
@@ -56,50 +56,55 @@ class FileSource:
         pass
 
 
-class StdinSource:
-    """Raw signed 16-bit little-endian mono PCM on stdin at ``input_rate``."""
+class StreamFailed(SerEdgeError):
+    """Reading the input failed (e.g. a socket reset): the stream ends with an error."""
 
-    def __init__(self, rate: int, input_rate: int | None, stream=None):
+
+class StdinSource:
+    """Raw signed 16-bit little-endian mono PCM on stdin at ``input_rate``.
+
+    Read in the main thread with select() and os.read(): no reader thread that
+    could die silently on a read error, and no buffered stdin whose lock a
+    daemon thread holds while the interpreter shuts down (SIGTERM used to end
+    in "Fatal Python error: _enter_buffered_busy").
+    """
+
+    def __init__(self, rate: int, input_rate: int | None, fd: int = 0):
         self.name = "stdin"
         self.rate = rate
         self.input_rate = input_rate or rate
         self.overflows = 0
-        self._stream = stream or sys.stdin.buffer
-        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._fd = fd
+        self._block_bytes = 2 * round(BLOCK_S * self.input_rate)
+        self._leftover = b""
         self._resampler = None
+        self._ended = False
 
     def open(self) -> None:
         if self.input_rate != self.rate:
             self._resampler = soxr.ResampleStream(self.input_rate, self.rate, 1, dtype="float32", quality="HQ")
-        threading.Thread(target=self._pump, name="stdin-reader", daemon=True).start()
-
-    def _pump(self) -> None:
-        block_bytes = 2 * round(BLOCK_S * self.input_rate)
-        leftover = b""
-        while True:
-            data = self._stream.read(block_bytes)
-            if not data:
-                self._queue.put(None)
-                return
-            data = leftover + data
-            usable = len(data) // 2 * 2  # an odd byte waits for its partner
-            leftover = data[usable:]
-            self._queue.put(data[:usable])
 
     def read(self, timeout: float) -> np.ndarray | None:
-        try:
-            data = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if data is None:
-            if self._resampler is not None:
-                tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-                self._resampler = None
-                if tail.size:
-                    self._queue.put(None)
-                    return tail
+        if self._ended:
             raise EndOfStream
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) * INT16_SCALE
+        try:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+            if not ready:
+                return None
+            data = os.read(self._fd, self._block_bytes)
+        except OSError as error:
+            self._ended = True
+            raise StreamFailed(f"stdin: read failed ({os_reason(error)}); the stream ends here") from None
+        if not data:
+            self._ended = True
+            tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True) if self._resampler else None
+            if tail is not None and tail.size:
+                return tail
+            raise EndOfStream
+        data = self._leftover + data
+        usable = len(data) // 2 * 2  # an odd byte waits for its partner
+        self._leftover = data[usable:]
+        samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) * INT16_SCALE
         return self._resampler.resample_chunk(samples) if self._resampler else samples
 
     def close(self) -> None:

@@ -9,16 +9,32 @@ import json
 
 import numpy as np
 
-from edge.model_file import METADATA_NAME
+from edge.model_file import CHECKSUM_KEY, METADATA_NAME, checksums
 
 FORMAT_VERSION = 1
 
 
 def embed(flatbuffer: bytes, metadata: dict) -> bytes:
+    """The flatbuffer with ``metadata`` and its checksums (weights, metadata) embedded.
+
+    Embedded twice from the same input: the first result is what the runtime will
+    hash (every buffer but ours), the second carries that hash. Buffers other than
+    ours are identical in both, so the runtime recomputes exactly this value.
+    """
+    metadata = json.loads(json.dumps(metadata))  # the form the runtime will parse
+    metadata.pop(CHECKSUM_KEY, None)
+    unsigned = _embed(flatbuffer, metadata)
+    return _embed(flatbuffer, {**metadata, CHECKSUM_KEY: checksums(unsigned, metadata)})
+
+
+def _embed(flatbuffer: bytes, metadata: dict) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    for previous in model.metadata or []:  # re-embedding: empty the old entry's buffer, or it lingers unreferenced
+        if previous.name == METADATA_NAME.encode():
+            model.buffers[previous.buffer].data = None
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
     model.buffers.append(buffer)

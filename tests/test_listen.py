@@ -160,8 +160,8 @@ def test_sigterm_mid_stream_ends_cleanly_with_summary(tmp_path, model, speech):
     (["--model", "/nonexistent/model.tflite"], "no such model file"),
     (["--model", "nosuchmodel"], "unknown model"),
     (["--input", "/nonexistent.wav"], "no such file"),
-    (["--threads", "0"], "threads must be >= 1"),
-    (["--max-silence-s", "0"], "max_silence_s must be > 0"),
+    (["--threads", "0"], "threads must be in [1, 64]"),
+    (["--max-silence-s", "0"], "max_silence_s must be in [0.02, 60] s"),
     (["--config", "/nonexistent.toml"], "no such config file"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, message, model):

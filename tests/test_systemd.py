@@ -225,3 +225,60 @@ def test_config_is_accepted_by_the_daemon():
     settings = load_settings(CONFIG, {})
     config = tomllib.loads(CONFIG.read_text())
     assert {key: getattr(settings, key) for key in CONFIG_KEYS} == config
+
+
+LOGROTATE = REPO_ROOT / "systemd" / "ser-edge.logrotate"
+
+
+def test_unit_reload_sends_sighup():
+    # The daemon reopens its JSONL on SIGHUP; `systemctl reload` (logrotate's postrotate) must send exactly that.
+    (value,) = service_section()["ExecReload"]
+    assert value.split() == ["/bin/kill", "-HUP", "$MAINPID"]
+
+
+def test_logrotate_covers_the_configured_jsonl_and_reloads_the_unit():
+    text = LOGROTATE.read_text()
+    jsonl = tomllib.loads(CONFIG.read_text())["jsonl"]
+    assert f"{jsonl} {{" in text
+    assert re.search(r"^\s*maxsize \d+[kMG]$", text, re.M), "rotate by size too: an SD card is small"
+    assert re.search(r"^\s*rotate \d+$", text, re.M)
+    assert "systemctl reload ser-edge.service" in text
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed (apt install logrotate)")
+def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
+    """Real logrotate with the shipped rules (path and reload command pointed here) against a real daemon."""
+    import numpy as np
+
+    from tests.daemon_tools import SER_EDGE, pcm_bytes, summary_of
+
+    jsonl = tmp_path / "utterances.jsonl"
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050)).astype(np.float32)
+    pcm = pcm_bytes(np.concatenate([tone, np.zeros(22050, dtype=np.float32)]))  # one utterance per write
+    process = subprocess.Popen([*SER_EDGE, "listen", "--input", "-", "--jsonl", str(jsonl)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        process.stdin.write(pcm)
+        process.stdin.flush()
+        first = process.stdout.readline()
+        assert first
+        config = tmp_path / "logrotate.conf"
+        text = LOGROTATE.read_text().replace(tomllib.loads(CONFIG.read_text())["jsonl"], str(jsonl))
+        config.write_text(text.replace("systemctl reload ser-edge.service", f"kill -HUP {process.pid}"))
+        config.chmod(0o644)
+        rotated = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
+                                 capture_output=True, text=True, timeout=60)
+        assert rotated.returncode == 0, rotated.stderr
+        process.stdin.write(pcm)
+        process.stdin.flush()
+        second = process.stdout.readline()
+        assert second
+        process.stdin.close()
+        process.stdin = None  # communicate() would flush it
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr.decode()
+    assert (tmp_path / "utterances.jsonl.1").read_bytes() == first  # delaycompress: the newest stays plain
+    assert jsonl.read_bytes() == second
+    assert summary_of(stderr.decode())["utterances"] == 2
