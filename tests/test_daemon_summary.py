@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.daemon import percentile
+from edge.latency import percentile
 from tests.fixtures import espeak
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
