@@ -115,6 +115,15 @@ def run(args: argparse.Namespace) -> int:
         labels = [u.label for u in utterances]
         speakers = {u.speaker for u in utterances}
         where = args.data_dir
+    if args.write_bundle:
+        if args.bundle:
+            raise SerEdgeError("--write-bundle computes features from --data-dir; it cannot copy a --bundle")
+        from models.feature_cache import load_features, save_bundle
+
+        data = load_features(utterances, label_names, FeatureConfig(reverse_axis=args.reverse_axis), args.cache_dir)
+        save_bundle(data, args.write_bundle)
+        print(f"{args.dataset}: {len(data.labels)} feature matrices written to {args.write_bundle}")
+        return 0
     counts = {name: labels.count(name) for name in label_names}
     missing = [name for name, count in counts.items() if count < args.folds]
     if missing:
@@ -126,14 +135,10 @@ def run(args: argparse.Namespace) -> int:
     # TensorFlow is imported only now, after the cheap checks.
     if args.threads and not args.write_bundle:
         limit_tensorflow_threads(args.threads)
-    from models.feature_cache import load_features, save_bundle
+    from models.feature_cache import load_features
 
     config = FeatureConfig(reverse_axis=args.reverse_axis)
     data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir)
-    if args.write_bundle:
-        save_bundle(data, args.write_bundle)
-        print(f"{args.dataset}: {len(data.labels)} feature matrices written to {args.write_bundle}")
-        return 0
     from models.train import TrainSettings, run_cross_validation, train_final
 
     settings = TrainSettings.from_recipe(

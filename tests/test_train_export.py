@@ -116,11 +116,16 @@ def test_float32_matches_keras_on_real_features(exported, trained, corpus):
     import models.tpmnet  # noqa: F401
     from edge.features import model_inputs, utterance_features
 
+    from edge.config import FeatureConfig
+
     model = keras.saving.load_model(trained / "final.keras", compile=False)
+    config = FeatureConfig.from_dict(json.loads((trained / "final.json").read_text())["features"])
+    assert config.input_mean is not None  # the default recipe standardises; the runtime must too
     classifier = EmotionClassifier(exported["files"]["float32"])
+    assert classifier.features == config
     for wav in sorted(corpus.glob("*.wav"))[:6]:
         matrix = utterance_features(audio.load(wav, 22050))
-        expected = np.asarray(model.predict(model_inputs(matrix), verbose=0))[0]
+        expected = np.asarray(model.predict(model_inputs(matrix, config), verbose=0))[0]
         np.testing.assert_allclose(classifier.infer(matrix), expected, atol=1e-4)
 
 
