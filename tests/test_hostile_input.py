@@ -134,12 +134,16 @@ def test_fifo_as_model_does_not_block(tmp_path):
 # --- 8. metadata that contradicts the model's tensors ---------------------------------------
 
 def edited_model(folder: Path, old: bytes, new: bytes) -> Path:
-    """The shipped model with one metadata value changed in place (same length, so still a valid file)."""
+    """The shipped model with one metadata value changed in place (same length, so still a valid file).
+
+    Its checksum entry is renamed away, as in a file exported before checksums: the checks of the
+    metadata against the graph must hold on their own (tests/test_model_checksum.py covers signed files).
+    """
     assert len(old) == len(new)
     data = model_path().read_bytes()
-    assert data.count(old) == 1
+    assert data.count(old) == 1 and data.count(b'"checksum": {') == 1
     path = folder / "edited.tflite"
-    path.write_bytes(data.replace(old, new))
+    path.write_bytes(data.replace(old, new).replace(b'"checksum": {', b'"unsigned": {'))
     return path
 
 
