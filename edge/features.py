@@ -68,13 +68,18 @@ def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -
     expected = (config.num_frames, config.n_mfcc)
     if batch.shape[1:] != expected:
         raise SerEdgeError(f"features have shape {batch.shape[1:]}, the model expects {expected}")
-    if config.input_mean is not None:
-        batch = (batch - np.asarray(config.input_mean, np.float32)) / np.asarray(config.input_std, np.float32)
-    forward = batch[..., np.newaxis].astype(np.float32, copy=False)
+    forward = standardize(batch, config)[..., np.newaxis].astype(np.float32, copy=False)
     axis = 1 if config.reverse_axis == "time" else 2
     backward = np.ascontiguousarray(np.flip(forward, axis=axis))
     forward_name, backward_name = config.input_names
     return {forward_name: np.ascontiguousarray(forward), backward_name: backward}
+
+
+def standardize(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """(mfcc - mean) / std per coefficient where the model says so (``FeatureConfig.input_mean``)."""
+    if config.input_mean is None:
+        return features
+    return (features - np.asarray(config.input_mean, np.float32)) / np.asarray(config.input_std, np.float32)
 
 
 def power_spectrogram(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:

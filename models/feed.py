@@ -15,10 +15,12 @@ reversed copy is made, SpecAugment-style (Park et al., 2019) plus a shift:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from edge.config import FeatureConfig
-from edge.features import model_inputs
+from edge.features import model_inputs, standardize
 
 MAX_SHIFT = 20
 TIME_MASKS = 2
@@ -47,18 +49,14 @@ def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[labels]
 
 
-def standardize(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    if config.input_mean is None:
-        return features
-    return (features - np.asarray(config.input_mean, np.float32)) / np.asarray(config.input_std, np.float32)
-
-
 def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: FeatureConfig, *,
               batch_size: int, seed: int, augmented: bool):
     """A Keras PyDataset over (features, labels); Keras is imported only here."""
     import keras
 
-    raw = FeatureConfig.from_dict({**config.to_dict(), "input_mean": None, "input_std": None})
+    # Masks go on standardised matrices (0 is then the mean), so standardise first, once, and
+    # make the inputs with the same configuration minus its statistics.
+    raw = dataclasses.replace(config, input_mean=None, input_std=None)
 
     class Feed(keras.utils.PyDataset):
         def __init__(self):

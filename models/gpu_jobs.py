@@ -26,6 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUNDLES = Path(".gpu")
+UTTERANCES = {"ravdess": 1200, "emodb": 535}  # a job's cost grows with its training part
+
+
+def training_size(dataset: str, folds: int) -> float:
+    return UTTERANCES[dataset] * (folds - 1) / folds
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Job:
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str]) -> list[Job]:
     out = runs / f"{dataset}-{split}"
-    size = {"ravdess": 1080, "emodb": 480}[dataset] * (folds - 1) / folds
+    size = training_size(dataset, folds)
     base = ["--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(out),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
     jobs = [Job(f"{dataset}-{split}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,
@@ -70,7 +75,7 @@ def probe_jobs(epochs: int, runs: Path, names: list[str]) -> list[Job]:
     jobs = []
     for name in names:
         dataset, split, folds, extra = PROBES[name]
-        size = {"ravdess": 1080, "emodb": 480}[dataset] * (folds - 1) / folds
+        size = training_size(dataset, folds)
         jobs.append(Job(f"probe-{name}", [
             "--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(runs / f"probe-{name}"),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test",

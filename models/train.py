@@ -250,6 +250,7 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
     last_train = accuracy(model, data, train, config)
     model.set_weights(keeper.best_weights)
     history = keeper.history()
+    history["seconds"] = round(keeper.seconds(), 1)  # training alone, resumed runs included
     history["train_accuracy"] = {"best_epoch": accuracy(model, data, train, config), "last_epoch": last_train}
     return model, history
 
