@@ -129,7 +129,7 @@ class MqttPublisher:
                 continue
             rc = self._client.loop(timeout=LOOP_S)
             if rc != self._paho.MQTT_ERR_SUCCESS:
-                self._link_lost(self._refusal or self._paho.error_string(rc))
+                self._link_lost(self._refusal or self._paho.error_string(rc).rstrip(".").lower())
                 continue
             if self._connected:
                 if self._announce:
