@@ -90,8 +90,9 @@ def read_credentials_file(path: str | os.PathLike) -> tuple[str, str]:
     try:
         data = tomllib.loads(read_regular_file(path, "MQTT credentials file", MAX_CREDENTIALS_BYTES).decode())
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        # The parser's message can quote the line, i.e. the password: say where, not what.
-        where = f" (line {error.lineno})" if isinstance(error, tomllib.TOMLDecodeError) and error.lineno else ""
+        # Only where, never the parser's whole message: the file holds a password.
+        found = re.search(r"at line \d+", str(error))
+        where = f" ({found.group()})" if found else ""
         raise SerEdgeError(f"{path}: not a TOML file with username and password{where}") from None
     unknown = sorted(set(data) - {"username", "password"})
     if unknown:
