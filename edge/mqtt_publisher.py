@@ -23,7 +23,7 @@ from collections import deque
 
 from edge.errors import SerEdgeError
 from edge.ha_discovery import OFFLINE, ONLINE, Announcement
-from edge.mqtt_settings import USERNAME_ENV, MqttSettings
+from edge.mqtt_settings import PASSWORD_ENV, USERNAME_ENV, MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class MqttPublisher:
     def _credentials_message(self, reason: str) -> str:
         if self.settings.username is None:
             return (f"MQTT broker {self.settings.broker} refused a connection without credentials ({reason}); set "
-                    f"mqtt_credentials to a file with username and password, or {USERNAME_ENV} and its _PASSWORD")
+                    f"mqtt_credentials to a file with username and password, or {USERNAME_ENV} and {PASSWORD_ENV}")
         return (f"MQTT broker {self.settings.broker} refused user {self.settings.username!r} ({reason}); check the "
                 f"username and password in {self.settings.credentials_from}")
 

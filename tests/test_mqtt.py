@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
+import textwrap
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge.ha_discovery import UNCERTAIN
+from edge.ha_discovery import UNCERTAIN, Announcement
 from edge.model_file import read_metadata
-from edge.mqtt_settings import default_device_id
+from edge.mqtt_settings import default_device_id, parse_broker_url, read_credentials_file
+from edge.settings import load_settings
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, pcm_bytes, strict_lines, summary_of
 from tests.fixtures import RATE, SENTENCES, espeak, model_path, speech_with_pauses
 from tests.mqtt_tools import Broker, LiveDaemon, Observer, free_port, needs_mosquitto
@@ -215,3 +221,75 @@ def test_wrong_credentials_are_one_clear_line(tmp_path, speech_wav, source):
     assert "wrong password" not in done.stderr
     expected = "without credentials" if source == "none" else f"refused user {USER!r}"
     assert expected in done.stderr
+
+
+# --- the README's "Home Assistant" section, as a user copies it -----------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def section(path: Path, heading: str) -> str:
+    """From ``heading`` to the next heading of the same level or higher."""
+    text = path.read_text()
+    start = text.index(f"{heading}\n")
+    level = heading.split()[0]
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", text[start + len(heading):], re.M)]
+    return text[start:start + len(heading) + ends[0]] if ends else text[start:]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^ *```{language}\n(.*?)^ *```", text, re.M | re.S)
+
+
+def documented_toml() -> list[str]:
+    return [textwrap.dedent(block) for block in blocks(section(ROOT / "README.md", "## Home Assistant"), "toml")
+            + blocks(section(ROOT / "systemd" / "INSTALL.md", "### Home Assistant over MQTT"), "toml")]
+
+
+def test_documented_toml_is_accepted(tmp_path):
+    found = documented_toml()
+    assert len(found) == 4  # credentials and config, in the README and in INSTALL.md
+    for number, text in enumerate(found):
+        path = tmp_path / f"{number}.toml"
+        path.write_text(text)
+        if "password" in text:
+            assert read_credentials_file(path)[0] == "ser-edge"
+        else:
+            settings = load_settings(path, {})
+            assert parse_broker_url(settings.mqtt) == ("homeassistant.local", 1883)
+            assert settings.mqtt_device_id == "kitchen"
+
+
+def test_documented_names_are_the_published_ones():
+    """The entity id of the example automation, and the topics of the table, are what the daemon announces."""
+    readme = section(ROOT / "README.md", "## Home Assistant")
+    announcement = Announcement(device_id="kitchen", labels=("angry",), model="m")
+    config = announcement.config()
+    # Home Assistant names the entity after its device and itself, slugified.
+    entity = "event." + re.sub(r"[^a-z0-9]+", "_", f"{config['device']['name']} {config['name']}".lower())
+    assert f"entity_id: {entity}\n" in readme
+    for topic in (announcement.config_topic, announcement.availability_topic, announcement.state_topic):
+        assert f"| `{topic}` |" in readme
+
+
+def test_the_documented_by_hand_run_reaches_the_broker(tmp_path):
+    """The README's commands as written, the broker's address swapped for a local Mosquitto."""
+    readme = section(ROOT / "README.md", "## Home Assistant")
+    credentials = blocks(readme, "toml")[0]
+    password = tomllib.loads(credentials)["password"]
+    (command,) = [line for line in blocks(readme, "sh")[0].splitlines() if " listen " in line]
+    broker = Broker(tmp_path, users={"ser-edge": password}).start()
+    try:
+        observer = Observer(broker.port, auth=("ser-edge", password))
+        espeak("I can't believe you did this to me, I am furious.", tmp_path / "hello.wav")
+        (tmp_path / "mqtt.toml").write_text(credentials)
+        argv = shlex.split(command.replace("mqtt://homeassistant.local:1883", broker.url))
+        assert argv[0] == ".venv/bin/ser-edge"
+        done = subprocess.run([*SER_EDGE, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        (line,) = strict_lines(done.stdout)
+        (event,) = [json.loads(payload) for payload, _ in observer.wait_for(topics("kitchen")["state"], 1)]
+        observer.close()
+    finally:
+        broker.stop()
+    assert event["event_type"] == line["label"]

@@ -266,6 +266,24 @@ def test_config_has_exactly_the_documented_keys():
         assert type(config[key]) is kind, f"{CONFIG.name}: {key} = {config[key]!r} is not a {kind.__name__}"
 
 
+def test_config_mqtt_lines_work_once_uncommented(tmp_path):
+    """The commented MQTT block is off as shipped and valid as soon as a user deletes the '#'."""
+    from edge.settings import load_settings
+
+    text = CONFIG.read_text()
+    assert load_settings(CONFIG, {}).mqtt is None
+    commented = re.findall(r"^#(mqtt\w* = .*)$", text, re.M)
+    keys = {line.split(" = ")[0] for line in commented}
+    assert keys == {"mqtt", "mqtt_credentials", "mqtt_device_id", "mqtt_discovery_prefix", "mqtt_queue"}
+    enabled = text
+    for line in commented:
+        enabled = enabled.replace(f"#{line}", line)
+    config = tmp_path / CONFIG.name
+    config.write_text(enabled)
+    settings = load_settings(config, {})
+    assert settings.mqtt == "mqtt://homeassistant.local:1883" and settings.mqtt_queue == 1000
+
+
 def test_config_jsonl_is_in_the_state_directory():
     jsonl = Path(tomllib.loads(CONFIG.read_text())["jsonl"])
     assert jsonl.parent == STATE_DIR, f"the service can write only {STATE_DIR}, not {jsonl.parent}"
