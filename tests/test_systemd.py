@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -332,6 +333,10 @@ def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
         process.stdin.flush()
         first = process.stdout.readline()
         assert first
+        # stdout is written before the JSONL file: wait for the file too, or notifempty skips the rotation.
+        deadline = time.monotonic() + 60
+        while jsonl.stat().st_size < len(first) and time.monotonic() < deadline:
+            time.sleep(0.05)
         config = tmp_path / "logrotate.conf"
         text = LOGROTATE.read_text().replace(tomllib.loads(CONFIG.read_text())["jsonl"], str(jsonl))
         config.write_text(text.replace("systemctl reload ser-edge.service", f"kill -HUP {process.pid}"))
