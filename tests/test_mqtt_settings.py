@@ -33,7 +33,7 @@ def test_broker_urls(url, expected):
     ("mqtt://", "not mqtt://HOST[:PORT]"),
 ])
 def test_bad_broker_urls(url, fragment):
-    with pytest.raises(SerEdgeError, match=None) as raised:
+    with pytest.raises(SerEdgeError) as raised:
         parse_broker_url(url)
     assert fragment in str(raised.value)
     assert "secret" not in str(raised.value)
@@ -114,7 +114,7 @@ def test_toml_keys(tmp_path):
     ("mqtt = 1883", "mqtt must be a string"),
 ])
 def test_bad_toml_values(tmp_path, line, fragment):
-    with pytest.raises(SerEdgeError, match=None) as raised:
+    with pytest.raises(SerEdgeError) as raised:
         load_settings(write(tmp_path / "c.toml", line + "\n"), {})
     assert fragment in str(raised.value)
 
