@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
     listen.add_argument("--max-silence-s", type=float, help="this much silence ends an utterance")
     listen.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    listen.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]",
+                        help="also publish each utterance to this MQTT broker, with Home Assistant discovery")
+    listen.add_argument("--no-mqtt", dest="mqtt", action="store_const", const="",
+                        help="publish nothing over MQTT, whatever the config says")
+    listen.add_argument("--mqtt-credentials", metavar="FILE",
+                        help="TOML file with username and password (default: systemd's 'mqtt' credential, "
+                             "else $SER_EDGE_MQTT_USERNAME / $SER_EDGE_MQTT_PASSWORD)")
+    listen.add_argument("--mqtt-device-id", help="Home Assistant device id (default: the host name)")
+    listen.add_argument("--mqtt-queue", type=int, help="events kept while the broker is unreachable (default 1000)")
     return parser
 
 
@@ -171,7 +180,7 @@ def cmd_listen(args) -> int:
 
     overrides = {key: getattr(args, key) for key in (
         "model", "threads", "device", "input", "input_rate", "jsonl", "duration_s", "energy_threshold_db",
-        "min_speech_s", "max_silence_s", "log_level")}
+        "min_speech_s", "max_silence_s", "log_level", "mqtt", "mqtt_credentials", "mqtt_device_id", "mqtt_queue")}
     settings = load_settings(args.config, overrides)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -3,7 +3,8 @@
 A small state machine: open the source (READY=1), then read / segment /
 classify until a signal or the end of the input; a microphone that vanishes
 is reopened with back-off. One JSON line per utterance on stdout (and the
-optional JSONL file, reopened on SIGHUP); a summary line on stderr when it ends.
+optional JSONL file, reopened on SIGHUP, and the optional MQTT broker); a
+summary line on stderr when it ends.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Listener:
         self.reopen_requested = threading.Event()
         self.latencies = LatencyStats()
         self.failed = 0  # utterances the model could not classify
+        self.mqtt_settings = mqtt_settings_of(settings)  # before the model: a bad URL or credentials file fails fast
         self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads)
         # After the model loads, so every native library is there to be limited (edge/threads.py).
         self.thread_pools = limit(settings.threads)
@@ -51,6 +53,7 @@ class Listener:
         self.stdout = LineSink.stdout()
         self.jsonl: LineSink | None = None
         self._samples = 0  # audio consumed, at the model's rate
+        self.mqtt = None  # MqttPublisher once run() starts it
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested.set()
@@ -65,6 +68,8 @@ class Listener:
                 self.jsonl = LineSink.append_to(self.settings.jsonl)
             except SerEdgeError as error:
                 raise SerEdgeError(f"{error}; --jsonl FILE writes elsewhere, --no-jsonl writes no file") from None
+        if self.mqtt_settings is not None:
+            self.mqtt = start_publisher(self.mqtt_settings, self.classifier)
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
         log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s", self.classifier.path.name,
@@ -83,6 +88,9 @@ class Listener:
             log.debug("input ended after %d samples; closing %s", self._samples, self.source.name)
             self.source.close()
             self.notifier.send(STOPPING=1)
+            if self.mqtt:
+                self.mqtt.stop()
+                failure = failure or self.mqtt.failure
             self._write_summary()
             if self.jsonl:
                 self.jsonl.close()
@@ -95,6 +103,8 @@ class Listener:
         limit = None if duration is None else round(duration * self.classifier.sample_rate)
         failures = 0
         while not self.stop_requested.is_set():
+            if self.mqtt and self.mqtt.failure:  # the broker refused the credentials: a configuration error
+                return
             if self.reopen_requested.is_set():
                 self.reopen_requested.clear()
                 if self.jsonl:
@@ -162,6 +172,8 @@ class Listener:
         self.stdout.write(line)
         if self.jsonl:
             self.jsonl.write(line)
+        if self.mqtt:
+            self.mqtt.publish(record)
         self.notifier.send(STATUS=f"listening on {self.source.name}, {self.latencies.count} utterances")
 
     def summary(self) -> dict:
@@ -170,6 +182,8 @@ class Listener:
                  "not_classified": self.failed,
                  "unwritten_lines": {"stdout": self.stdout.unwritten, "jsonl": self.jsonl.unwritten if self.jsonl else 0}}
         stats.update(self.latencies.summary(self.thesis_s))
+        if self.mqtt:
+            stats["mqtt"] = self.mqtt.summary()
         return stats
 
     def _write_summary(self) -> None:
@@ -177,6 +191,28 @@ class Listener:
             print(json.dumps({"summary": self.summary()}), file=sys.stderr, flush=True)
         except OSError as error:  # stderr on a full disk: the summary is the one thing we cannot report
             log.debug("summary not written: %s", error)
+
+
+def mqtt_settings_of(settings: ListenSettings):
+    """The broker settings when --mqtt / ``mqtt`` is set, else None (paho is then never imported)."""
+    if not settings.mqtt:
+        return None
+    from edge.mqtt_settings import mqtt_settings
+
+    return mqtt_settings(settings.mqtt, credentials=settings.mqtt_credentials, device_id=settings.mqtt_device_id,
+                         discovery_prefix=settings.mqtt_discovery_prefix, queue_size=settings.mqtt_queue)
+
+
+def start_publisher(mqtt_settings, classifier: EmotionClassifier):
+    from edge.ha_discovery import Announcement
+    from edge.mqtt_publisher import MqttPublisher
+
+    announcement = Announcement(device_id=mqtt_settings.device_id, labels=classifier.labels,
+                                model=f"{classifier.path.name} ({classifier.dataset})",
+                                discovery_prefix=mqtt_settings.discovery_prefix)
+    publisher = MqttPublisher(mqtt_settings, announcement)
+    publisher.start()
+    return publisher
 
 
 def run_listen(settings: ListenSettings) -> int:

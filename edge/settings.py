@@ -28,6 +28,7 @@ BOUNDS = {
     "energy_threshold_db": (-100.0, 0.0),
     "min_speech_s": (0.0, 60.0),
     "max_silence_s": (0.02, 60.0),
+    "mqtt_queue": (1, 100_000),
 }
 MAX_CONFIG_BYTES = 1024 * 1024
 OPTIONAL = {"input_rate", "duration_s"}
@@ -48,6 +49,12 @@ class ListenSettings:
     min_speech_s: float = SegmenterSettings.min_speech_s
     max_silence_s: float = SegmenterSettings.max_silence_s
     log_level: str = "info"
+    # Home Assistant over MQTT (edge/mqtt_settings.py): off unless a broker URL is given.
+    mqtt: str | None = None  # mqtt://HOST[:PORT]; "" or None: no MQTT
+    mqtt_credentials: str | None = None  # TOML file with username and password
+    mqtt_device_id: str | None = None  # default: the host name
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_queue: int = 1000  # events kept while the broker is unreachable
 
     def __post_init__(self) -> None:
         for key, (low, high) in BOUNDS.items():
@@ -68,7 +75,7 @@ class ListenSettings:
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(ListenSettings)}
 _NUMBER_KEYS = {"energy_threshold_db", "min_speech_s", "max_silence_s", "duration_s"}
-_INT_KEYS = {"threads", "input_rate"}
+_INT_KEYS = {"threads", "input_rate", "mqtt_queue"}
 
 
 def load_settings(config_path: str | Path | None, overrides: dict) -> ListenSettings:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT = REPO_ROOT / "systemd" / "ser-edge.service"
+MQTT_DROPIN = REPO_ROOT / "systemd" / "ser-edge.service.d" / "mqtt.conf"
 CONFIG = REPO_ROOT / "systemd" / "ser-edge.toml"
 
 INSTALLED_EXEC = "/opt/ser-edge/venv/bin/ser-edge"
@@ -96,8 +98,12 @@ def systemd_version() -> int:
     return int(match.group(1))
 
 
-def copy_unit(directory: Path, *, extra_service_lines: str = "") -> Path:
-    """The unit as ser-edge.service in ``directory``, ExecStart pointing at a local executable."""
+def copy_unit(directory: Path, *, extra_service_lines: str = "", mqtt: bool = False) -> Path:
+    """The unit as ser-edge.service in ``directory``, ExecStart pointing at a local executable.
+
+    ``mqtt``: with the MQTT drop-in beside it in ser-edge.service.d/, where systemd-analyze
+    loads drop-ins of a unit given by path, as systemd loads /etc/systemd/system/ser-edge.service.d/.
+    """
     text = UNIT.read_text()
     assert text.count(f"ExecStart={INSTALLED_EXEC} ") == 1, f"{UNIT.name}: ExecStart is not {INSTALLED_EXEC}"
     text = text.replace(f"ExecStart={INSTALLED_EXEC} ", f"ExecStart={runnable_executable()} ")
@@ -105,6 +111,10 @@ def copy_unit(directory: Path, *, extra_service_lines: str = "") -> Path:
         text = text.replace("[Service]\n", f"[Service]\n{extra_service_lines}\n", 1)
     path = directory / UNIT.name
     path.write_text(text)
+    if mqtt:
+        dropins = directory / f"{UNIT.name}.d"
+        dropins.mkdir()
+        shutil.copy(MQTT_DROPIN, dropins / MQTT_DROPIN.name)
     return path
 
 
@@ -133,12 +143,11 @@ def test_verify_check_catches_unknown_keys(tmp_path):
     assert any("Unknown key" in line and "ProtectKernel" in line for line in about_unit), about_unit
 
 
-@needs_systemd_analyze
-def test_security_exposure_is_low(tmp_path):
+def security(unit: Path) -> tuple[float, str]:
+    """systemd-analyze security --offline: the overall exposure and the whole report."""
     version = systemd_version()
     if version < 250:
         pytest.skip(f"systemd-analyze security --offline needs systemd >= 250, found {version}")
-    unit = copy_unit(tmp_path)
     # --threshold is in tenths: a non-zero exit code when exposure exceeds MAX_EXPOSURE.
     result = run_analyze(
         "security", "--offline=yes", f"--threshold={round(MAX_EXPOSURE * 10)}", "--no-pager", str(unit)
@@ -150,6 +159,50 @@ def test_security_exposure_is_low(tmp_path):
     failed = [line for line in output.splitlines() if line.startswith("✗")]
     assert exposure <= MAX_EXPOSURE, f"exposure {exposure} > {MAX_EXPOSURE}; open items:\n" + "\n".join(failed)
     assert result.returncode == 0, output
+    return exposure, output
+
+
+@needs_systemd_analyze
+def test_security_exposure_is_low(tmp_path):
+    _, report = security(copy_unit(tmp_path))
+    assert "✗ PrivateNetwork=" not in report
+
+
+@needs_systemd_analyze
+def test_mqtt_dropin_verifies_without_warnings(tmp_path):
+    returncode, about_unit = verify(copy_unit(tmp_path, mqtt=True))
+    assert returncode == 0 and not about_unit, "systemd-analyze verify:\n" + "\n".join(about_unit)
+
+
+@needs_systemd_analyze
+def test_mqtt_dropin_keeps_exposure_low(tmp_path):
+    exposure, report = security(copy_unit(tmp_path, mqtt=True))
+    # The drop-in was loaded: the network it opens shows as open items, and nothing more than that.
+    assert "✗ RestrictAddressFamilies=~AF_(INET|INET6)" in report and "✗ PrivateNetwork=" in report, report
+    assert "✓ RestrictAddressFamilies=~AF_PACKET" in report and "✓ RestrictAddressFamilies=~AF_NETLINK" in report
+    (tmp_path / "base").mkdir()
+    base, _ = security(copy_unit(tmp_path / "base"))
+    assert base < exposure <= MAX_EXPOSURE
+
+
+def test_mqtt_dropin_opens_only_tcp_to_local_addresses():
+    dropin = parse_unit(MQTT_DROPIN.read_text())["Service"]
+    assert dropin["PrivateNetwork"] == ["no"]
+    assert dropin["RestrictAddressFamilies"] == ["AF_INET AF_INET6"]
+    allowed = " ".join(dropin["IPAddressAllow"]).split()
+    assert "any" not in allowed and "0.0.0.0/0" not in allowed and "::/0" not in allowed
+    # The unit's deny-all stays: the drop-in only adds exceptions to it.
+    assert "IPAddressDeny" not in dropin and service_section()["IPAddressDeny"] == ["any"]
+    assert service_section()["PrivateNetwork"] == ["yes"], "without the drop-in: no network at all"
+
+
+def test_mqtt_dropin_hands_the_daemon_its_credential():
+    from edge.mqtt_settings import SYSTEMD_CREDENTIAL
+
+    (credential,) = parse_unit(MQTT_DROPIN.read_text())["Service"]["LoadCredential"]
+    name, _, source = credential.partition(":")
+    assert name == SYSTEMD_CREDENTIAL, "the daemon reads $CREDENTIALS_DIRECTORY/" + SYSTEMD_CREDENTIAL
+    assert Path(source).parent == Path(INSTALLED_CONFIG).parent
 
 
 @pytest.mark.parametrize(
@@ -214,6 +267,24 @@ def test_config_has_exactly_the_documented_keys():
         assert type(config[key]) is kind, f"{CONFIG.name}: {key} = {config[key]!r} is not a {kind.__name__}"
 
 
+def test_config_mqtt_lines_work_once_uncommented(tmp_path):
+    """The commented MQTT block is off as shipped and valid as soon as a user deletes the '#'."""
+    from edge.settings import load_settings
+
+    text = CONFIG.read_text()
+    assert load_settings(CONFIG, {}).mqtt is None
+    commented = re.findall(r"^#(mqtt\w* = .*)$", text, re.M)
+    keys = {line.split(" = ")[0] for line in commented}
+    assert keys == {"mqtt", "mqtt_credentials", "mqtt_device_id", "mqtt_discovery_prefix", "mqtt_queue"}
+    enabled = text
+    for line in commented:
+        enabled = enabled.replace(f"#{line}", line)
+    config = tmp_path / CONFIG.name
+    config.write_text(enabled)
+    settings = load_settings(config, {})
+    assert settings.mqtt == "mqtt://homeassistant.local:1883" and settings.mqtt_queue == 1000
+
+
 def test_config_jsonl_is_in_the_state_directory():
     jsonl = Path(tomllib.loads(CONFIG.read_text())["jsonl"])
     assert jsonl.parent == STATE_DIR, f"the service can write only {STATE_DIR}, not {jsonl.parent}"
@@ -262,6 +333,10 @@ def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
         process.stdin.flush()
         first = process.stdout.readline()
         assert first
+        # stdout is written before the JSONL file: wait for the file too, or notifempty skips the rotation.
+        deadline = time.monotonic() + 60
+        while jsonl.stat().st_size < len(first) and time.monotonic() < deadline:
+            time.sleep(0.05)
         config = tmp_path / "logrotate.conf"
         text = LOGROTATE.read_text().replace(tomllib.loads(CONFIG.read_text())["jsonl"], str(jsonl))
         config.write_text(text.replace("systemctl reload ser-edge.service", f"kill -HUP {process.pid}"))
