@@ -10,9 +10,10 @@ import numpy as np
 
 from edge.errors import SerEdgeError
 from edge.features import model_inputs
+from edge.registry import VARIANTS
 from export.keras_model import TrainedModel
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = VARIANTS  # every variant a shipped model comes in
 OUTPUT_NAME = "probabilities"
 SIGNATURE = "serving_default"
 # Ops whose job is to move between float and int8 at the graph's edges.
