@@ -13,7 +13,7 @@ from edge import native_stderr
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.litert import interpreter_class
-from edge.model_file import parse_metadata, read_model_bytes, verify_checksums
+from edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
 from edge.pipeline import FEATURES, INFERENCE, TimedPipeline
 
 MAX_THREADS = 64  # LiteRT crashes on absurd counts (100000: SIGSEGV); a Pi has 4 cores
@@ -54,6 +54,7 @@ class EmotionClassifier:
             raise SerEdgeError(f"{self.path}: incomplete ser-edge metadata ({error})") from None
         if not self.labels or not all(isinstance(label, str) for label in self.labels):
             raise SerEdgeError(f"{self.path}: label_names must be a non-empty list of strings")
+        check_bindings(self.metadata, self.features.input_names, self.path)
         self.threads = threads
         try:
             with native_stderr.filtered():  # LiteRT's "Created ... XNNPACK delegate" line comes from here
