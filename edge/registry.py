@@ -28,7 +28,8 @@ THESIS_PI_MEAN_SECONDS = 1.33
 
 
 def shipped_dir() -> Path:
-    return Path(str(resources.files("models") / "shipped"))
+    """The device's own model files: every variant's .tflite, and parity/ (what ser-edge info reads)."""
+    return Path(str(resources.files(__package__) / "shipped"))
 
 
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL, variant: str = DEFAULT_VARIANT) -> Path:

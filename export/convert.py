@@ -19,7 +19,7 @@ SIGNATURE = "serving_default"
 # Ops whose job is to move between float and int8 at the graph's edges.
 CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
 # Parts of TPMNet that an int8 export keeps in float, and why. Chosen with TF's QuantizationDebugger
-# on EMO-DB; the parity reports give the agreement that results (models/shipped/parity/*-int8.*).
+# on EMO-DB; the parity reports give the agreement that results (models/shipped/parity/*-int8.parity.md).
 FLOAT_LAYER_REASONS = {
     "attention": "softmax over hundreds of capsules (756 in the authors' reading, 1,320 in ours): typical "
                  "weights are about 1/756 to 1/1320, under half the int8 "

@@ -11,7 +11,8 @@ import pytest
 
 from benchmarks.provenance import model_provenance
 from edge.model_file import read_metadata
-from edge.registry import resolve_model, shipped_dir
+from edge.registry import resolve_model
+from models import shipped_dir
 from tests.test_bench import EMODB_GOOD, ser_bench, write_tone
 
 
