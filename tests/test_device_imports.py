@@ -80,10 +80,12 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
         sys.modules["scipy"] = None  # makes `import scipy...` raise ImportError
         import numpy as np
         from edge import features
+        from edge.config import FeatureConfig
         assert features.FFT_BACKEND == "numpy", features.FFT_BACKEND
-        y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+        config = FeatureConfig()
+        y = np.random.default_rng(0).standard_normal(config.num_samples).astype(np.float32)
         out = features.utterance_features(y)
-        assert out.shape == (196, 39) and out.dtype == np.float32
+        assert out.shape == (config.num_frames, config.n_mfcc) and out.dtype == np.float32
         np.save(sys.stdout.buffer, out)
     """
     result = subprocess.run(
@@ -96,9 +98,10 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
     import numpy as np
 
     from edge import features
+    from edge.config import FeatureConfig
 
     without_scipy = np.load(io.BytesIO(result.stdout))
-    y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+    y = np.random.default_rng(0).standard_normal(FeatureConfig().num_samples).astype(np.float32)
     assert np.abs(without_scipy - features.utterance_features(y)).max() <= 1e-3
 
 
@@ -109,7 +112,8 @@ def test_fast_fft_without_importing_scipy():
         import sys
         import numpy as np
         from edge import features
-        features.utterance_features(np.zeros(100_000, np.float32))
+        from edge.config import FeatureConfig
+        features.utterance_features(np.zeros(FeatureConfig().num_samples, np.float32))
         assert features.FFT_BACKEND == "pocketfft", features.FFT_BACKEND
         loaded = sorted(name for name in sys.modules if name == "scipy" or name.startswith("scipy."))
         assert not loaded, loaded
