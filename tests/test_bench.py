@@ -114,10 +114,12 @@ def test_iemocap_reader_on_the_release_layout(tmp_path):
     assert [u.path for u in utterances] == sorted(u.path for u in utterances)
 
 
+@pytest.mark.slow
 def test_iemocap_without_data_dir_says_where_to_get_it(tmp_path):
     assert_one_line_error(ser_bench("--dataset", "iemocap", cwd=tmp_path), "USC SAIL", "--data-dir")
 
 
+@pytest.mark.slow
 def test_iemocap_on_a_folder_that_is_not_iemocap(tmp_path, emodb_dir):
     result = ser_bench("--dataset", "iemocap", "--data-dir", str(emodb_dir), cwd=tmp_path)
     assert_one_line_error(result, "USC SAIL", "sail.usc.edu")
@@ -125,6 +127,7 @@ def test_iemocap_on_a_folder_that_is_not_iemocap(tmp_path, emodb_dir):
 
 # --- refusals that need no model --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_unknown_dataset_is_refused(tmp_path):
     result = ser_bench("--dataset", "tess", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode != 0
@@ -305,6 +308,7 @@ def model_path() -> Path:
     pytest.skip(f"no model to run: set SER_TEST_MODEL to a ser-export .tflite, or ship {SHIPPED_EMODB.name}")
 
 
+@pytest.mark.slow
 def test_run_on_a_small_emodb_folder(tmp_path, emodb_dir, model_path):
     out = tmp_path / "out"
     result = ser_bench("--dataset", "emodb", "--data-dir", str(emodb_dir), "--model", str(model_path),
@@ -343,6 +347,7 @@ def test_run_on_a_small_emodb_folder(tmp_path, emodb_dir, model_path):
     assert len(rows) == 1 + 4 and rows[0].startswith("path,label,predicted")
 
 
+@pytest.mark.slow
 def test_a_model_for_other_labels_gives_latency_only(tmp_path, model_path):
     data = make_iemocap(tmp_path / "IEMOCAP_full_release")
     result = ser_bench("--dataset", "iemocap", "--data-dir", str(data), "--model", str(model_path),
@@ -356,6 +361,7 @@ def test_a_model_for_other_labels_gives_latency_only(tmp_path, model_path):
     assert "Not measured: " in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_nothing_measurable_is_an_error(tmp_path, model_path):
     folder = tmp_path / "emodb"
     folder.mkdir()
@@ -367,6 +373,7 @@ def test_nothing_measurable_is_an_error(tmp_path, model_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_broken_baseline_keeps_the_litert_results(tmp_path, emodb_dir, model_path):
     try:
         keras_baseline.check_available()

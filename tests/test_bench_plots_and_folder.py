@@ -97,6 +97,7 @@ def test_the_folder_reader_lists_every_audio_file(audio_folder):
     assert all(u.label == "" for u in found)
 
 
+@pytest.mark.slow
 def test_ser_bench_on_any_folder_measures_latency_only(tmp_path, audio_folder):
     out = tmp_path / "out"
     done = ser_bench("--dataset", "folder", "--data-dir", str(audio_folder), "--model", str(model_path()),

@@ -8,6 +8,7 @@ covered without editing this file.
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks
+import export
+import models
+
 EDGE_DIR = Path(__file__).resolve().parents[1] / "edge"
 FORBIDDEN = ("tensorflow", "keras", "librosa", "numba", "tf_keras")
+SIBLINGS = (benchmarks.__name__, export.__name__, models.__name__)  # edge imports none of them
 CORE_MODULES = [
     "edge.features",
     "edge.audio",
@@ -29,10 +35,10 @@ CORE_MODULES = [
 
 
 def edge_modules() -> list[str]:
-    names = []
-    for path in sorted(EDGE_DIR.glob("*.py")):
-        names.append("edge" if path.stem == "__init__" else f"edge.{path.stem}")
-    return names
+    """The device package and every module in it, by their import names."""
+    import edge
+
+    return [edge.__name__, *sorted(m.name for m in pkgutil.iter_modules(edge.__path__, f"{edge.__name__}."))]
 
 
 def run_fresh(code: str) -> subprocess.CompletedProcess:
@@ -52,6 +58,8 @@ def assert_imports_cleanly(modules: list[str]) -> None:
             importlib.import_module(name)
         heavy = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})
         assert not heavy, f"device imports pulled in: {{heavy[:10]}}"
+        siblings = sorted(m for m in sys.modules if any(m == s or m.startswith(s + '.') for s in {SIBLINGS!r}))
+        assert not siblings, f"the device side imports the training side or the benchmarks: {{siblings[:10]}}"
         print("ok")
     """
     result = run_fresh(code)

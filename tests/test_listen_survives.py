@@ -22,6 +22,8 @@ from edge.registry import THESIS_PI_SECONDS, resolve_model
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, pcm_bytes, strict_lines, summary_of
 from tests.fixtures import RATE, SENTENCES, model_path, speech_with_pauses
 
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
+
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):

@@ -16,7 +16,7 @@ from edge.registry import resolve_model
 from models import shipped_dir
 from tests.conftest import shared_dataset_dir
 
-pytestmark = pytest.mark.datasets
+pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("name", ["ravdess", "emodb"])

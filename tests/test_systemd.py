@@ -243,6 +243,7 @@ def test_logrotate_covers_the_configured_jsonl_and_reloads_the_unit():
     assert "systemctl reload ser-edge.service" in text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed (apt install logrotate)")
 def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
     """Real logrotate with the shipped rules (path and reload command pointed here) against a real daemon."""

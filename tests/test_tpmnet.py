@@ -12,6 +12,8 @@ from models import READINGS  # noqa: E402
 from models.splits import make_folds  # noqa: E402
 from models.tpmnet import build_tpmnet, squash  # noqa: E402
 
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
+
 CONFIG = FeatureConfig()
 
 
