@@ -19,12 +19,13 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from edge import command
 from edge.datasets import DATASETS, IEMOCAP_HELP, LABELS, read_audio_folder, read_dataset  # noqa: E402
 from edge.errors import SerEdgeError  # noqa: E402
 from edge.native_stderr import set_verbose  # noqa: E402
 from edge.registry import DEFAULT_MODEL, thesis_seconds  # noqa: E402
 
-log = logging.getLogger("benchmarks.cli")
+log = logging.getLogger(__name__)
 
 RESULTS_DIR = Path("benchmarks/results")
 DEFAULT_WARMUP = 3
@@ -65,15 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     entered = time.perf_counter()
     args = parse_args(argv)
     set_verbose(args.verbose)
-    _log_to_stderr()
-    try:
-        return bench(args, entered)
-    except SerEdgeError as error:
-        print(f"ser-bench: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ser-bench: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    command.log_to_stderr("info", "ser-bench: %(message)s", logger=__package__)
+    return command.run("ser-bench", lambda: bench(args, entered), interrupted="interrupted; nothing was written")
 
 
 def bench(args: argparse.Namespace, entered: float) -> int:
@@ -336,23 +330,6 @@ def summarise(results: dict, out: Path, written: list[str]) -> None:
     for skipped in results["skipped"]:
         print(f"skipped {skipped['path']}: {skipped['reason']}")
     print(f"results in {out}: {', '.join(written)}")
-
-
-class _StderrHandler(logging.Handler):
-    """Writes to whatever sys.stderr is now (pytest swaps it between tests)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr, flush=True)
-
-
-def _log_to_stderr() -> None:
-    logger = logging.getLogger("benchmarks")
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("ser-bench: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 if __name__ == "__main__":

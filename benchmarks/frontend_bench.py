@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio, features
+from edge import audio, features, fft
 from edge.config import FeatureConfig
 
 CONFIG = FeatureConfig()
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| FFT backend | peak RSS MiB | scipy modules imported |")
     print("|---|---:|---:|")
-    for backend in ("pocketfft", "scipy", "numpy"):
+    for backend in fft.BACKENDS:
         peak, scipy_modules = backend_memory(backend)
         print(f"| {backend} | {peak:.1f} | {scipy_modules} |")
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import time
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -20,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.run import Pipeline
+from benchmarks.run import Pipeline, labelled
 from edge import native_stderr
 from edge.errors import SerEdgeError
 from edge.features import fit_length, model_inputs
+from edge.pipeline import TimedPipeline
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +80,21 @@ class KerasBaseline:
         """librosa.load -> fit_length + librosa.feature.mfcc(...).T -> model.predict, timed per stage."""
         config = self.trained.features
         model = self.trained.model
-        labels = self.trained.label_names
         librosa = self._librosa
 
-        def run(path: Path) -> tuple[str, float, dict[str, float]]:
-            started = time.perf_counter()
-            signal = self._decode(path, config.sample_rate)
-            decoded = time.perf_counter()
-            matrix = librosa.feature.mfcc(
+        def mfcc(signal: np.ndarray) -> np.ndarray:
+            return librosa.feature.mfcc(
                 y=fit_length(signal, config), sr=config.sample_rate, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
                 hop_length=config.hop_length, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
             ).T
-            computed = time.perf_counter()
-            probabilities = model.predict(model_inputs(matrix, config), batch_size=1, verbose=0)[0]
-            predicted = labels[int(np.argmax(probabilities))]
-            finished = time.perf_counter()
-            stages = {"decode_resample": decoded - started, "features": computed - decoded,
-                      "inference": finished - computed}
-            return predicted, signal.shape[0] / config.sample_rate, stages
 
-        return run
+        def predict(matrix: np.ndarray) -> np.ndarray:
+            return model.predict(model_inputs(matrix, config), batch_size=1, verbose=0)[0]
+
+        def decode(path: Path) -> np.ndarray:
+            return self._decode(path, config.sample_rate)
+
+        return labelled(TimedPipeline(mfcc, predict, decode), self.trained.label_names, config.sample_rate)
 
     @contextlib.contextmanager
     def mode(self, name: str) -> Iterator[None]:

@@ -3,16 +3,14 @@
     python -m benchmarks.listen_bench [--model NAME] [--runs 5]
 
 Needs espeak-ng and PortAudio. The microphone is ALSA's ``file`` plugin fed
-with espeak-ng speech (see system.md); READY=1 is read from a real
-NOTIFY_SOCKET; memory is the process's VmHWM (peak RSS) sampled while it runs.
-Run from the repository root: the fake microphone is the tests' own
-(``tests/fixtures.py``), so it needs the test extra.
+with espeak-ng speech (``benchmarks/fake_microphone.py``); READY=1 is read
+from a real NOTIFY_SOCKET; memory is the process's VmHWM (peak RSS) sampled
+while it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 import statistics
 import subprocess
@@ -21,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fixtures import RATE, alsa_fake_microphone, speech_with_pauses
+from benchmarks.fake_microphone import RATE, alsa_fake_microphone, espeak_available, speech_with_pauses
 
 TEXT = "I can't believe it. This is wonderful news, thank you so much."
 
 
 def fake_microphone(folder: Path) -> dict:
     """The tests' fake ALSA microphone, playing TEXT four times with 1 s pauses."""
-    if shutil.which("espeak-ng") is None:
+    if not espeak_available():
         raise SystemExit("listen_bench: needs espeak-ng (apt install espeak-ng)")
     signal, _ = speech_with_pauses(folder, sentences=(TEXT,) * 4, pause_s=1.0)
     return {"env": alsa_fake_microphone(folder, signal), "seconds": signal.size / RATE}

@@ -2,7 +2,8 @@
 
 ser-train writes a sidecar JSON beside each ``.keras`` file (``emodb.keras`` ->
 ``emodb.json``); every ``.tflite`` exported from it names that file and its
-sha256 in its metadata (``source_model``). The sidecar lists
+sha256 in its metadata (``source_model``). The sidecar is looked for beside
+the ``.tflite``; the shipped ones live with their ``.keras`` in ``models/shipped/``. The sidecar lists
 ``validation_files`` (held out from the weights, but used to choose the
 epoch) and, where the trainer recorded it, ``training_files``. Files are
 matched by name without extension (names are unique in every supported
@@ -21,6 +22,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge import registry
 
 STATUSES = ("training", "validation", "unseen", "unknown")
 TITLES = {
@@ -61,7 +64,7 @@ def model_provenance(model_path: Path, metadata: dict) -> Provenance:
     source = metadata.get("source_model") or {}
     if not source.get("file"):
         return Provenance(None, None, None, "the model's metadata names no source model, so no training sidecar")
-    sidecar = model_path.parent / f"{Path(source['file']).stem}.json"
+    sidecar = _sidecar_path(model_path, source["file"])
     try:
         info = json.loads(sidecar.read_text())
     except FileNotFoundError:
@@ -74,6 +77,17 @@ def model_provenance(model_path: Path, metadata: dict) -> Provenance:
     if mismatch:
         return Provenance(None, None, None, mismatch)
     return _provenance(sidecar.name, _lists(info))
+
+
+def _sidecar_path(model_path: Path, source_file: str) -> Path:
+    """``NAME.json`` beside the model; for a shipped model, beside its .keras in the training package."""
+    name = f"{Path(source_file).stem}.json"
+    beside = model_path.parent / name
+    if beside.exists() or model_path.resolve().parent != registry.shipped_dir().resolve():
+        return beside
+    import models  # only its package folder: nothing heavy is imported
+
+    return models.shipped_dir() / name
 
 
 def _lists(info: dict) -> dict[str, frozenset[str] | None]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 from benchmarks.provenance import STATUSES, TITLES, Provenance
 from benchmarks.run import STAGES, Measurement
 from benchmarks.stats import accuracy, summary
+from edge import atomic
 from edge.registry import THESIS_PI_SECONDS
 
 FORMAT = 1
@@ -89,7 +89,7 @@ def baseline_results(litert: Measurement, modes: dict[str, Measurement], label_n
 
 
 def write_json(results: dict, path: Path) -> None:
-    _write_atomically(path, json.dumps(results, indent=1) + "\n")
+    atomic.write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 def write_csv(measurement: Measurement, path: Path, data_dir: Path) -> None:
@@ -104,7 +104,7 @@ def write_csv(measurement: Measurement, path: Path, data_dir: Path) -> None:
 
 
 def write_markdown(results: dict, path: Path) -> None:
-    _write_atomically(path, markdown(results))
+    atomic.write_text(path, markdown(results))
 
 
 def markdown(results: dict) -> str:
@@ -305,10 +305,3 @@ def _skipped_section(results: dict) -> list[str]:
     count = len(results["skipped"])
     return ["## Skipped files", "", f"{count} file(s) could not be read; the run went on without them.",
             "", *(f"- `{s['path']}`: {s['reason']}" for s in results["skipped"]), ""]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio, features
+from edge import audio
 from edge.datasets import Utterance
 from edge.errors import SerEdgeError
+from edge.pipeline import DECODE, FEATURES, INFERENCE, TimedPipeline
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode_resample", "features", "inference", "total")
+STAGES = (DECODE, FEATURES, INFERENCE, "total")
 PROGRESS_EVERY = 50
 
 Pipeline = Callable[[Path], tuple[str, float, dict[str, float]]]
@@ -55,21 +56,16 @@ class Measurement:
 
 def litert_pipeline(classifier) -> Pipeline:
     """edge.audio.load -> edge.features.utterance_features -> classifier.infer, timed per stage."""
-    config = classifier.features
-    labels = classifier.labels
+    rate = classifier.sample_rate
+    return labelled(classifier.pipeline(lambda path: audio.load(path, rate)), classifier.labels, rate)
+
+
+def labelled(pipeline: TimedPipeline, labels: Sequence[str], sample_rate: int) -> Pipeline:
+    """A file -> (predicted label, audio seconds, stage seconds) function over a timed pipeline."""
 
     def run(path: Path) -> tuple[str, float, dict[str, float]]:
-        started = time.perf_counter()
-        signal = audio.load(path, config.sample_rate)
-        decoded = time.perf_counter()
-        matrix = features.utterance_features(signal, config)
-        computed = time.perf_counter()
-        probabilities = classifier.infer(matrix)
-        predicted = labels[int(np.argmax(probabilities))]
-        finished = time.perf_counter()
-        stages = {"decode_resample": decoded - started, "features": computed - decoded,
-                  "inference": finished - computed}
-        return predicted, signal.shape[0] / config.sample_rate, stages
+        timed = pipeline.from_file(path)
+        return labels[int(np.argmax(timed.probabilities))], timed.samples / sample_rate, dict(timed.seconds)
 
     return run
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edge import scores
+
 
 def summary(values: Sequence[float]) -> dict[str, float]:
     """mean, median, p95, p99, min and max of ``values`` (seconds in, seconds out)."""
@@ -24,25 +26,22 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 
 
 def accuracy(true: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict:
-    """WAR (plain accuracy), UAR (mean recall over classes present), per-class recall, confusion.
+    """WAR, UAR (``edge.scores``), per-class recall (None for a class absent from ``true``), confusion.
 
     ``confusion[i][j]`` counts utterances of class i predicted as class j.
-    Classes absent from ``true`` have no recall and are left out of UAR.
     """
     if len(true) != len(predicted) or not true:
         raise ValueError("accuracy needs as many predictions as labels, and at least one")
     index = {name: i for i, name in enumerate(label_names)}
-    confusion = np.zeros((len(label_names), len(label_names)), dtype=np.int64)
-    np.add.at(confusion, ([index[t] for t in true], [index[p] for p in predicted]), 1)
+    confusion = scores.confusion_matrix([index[t] for t in true], [index[p] for p in predicted], len(label_names))
     support = confusion.sum(axis=1)
-    present = support > 0
-    recall = np.divide(np.diag(confusion), support, out=np.zeros(len(label_names)), where=present)
+    recall = scores.recalls(confusion)
     return {
         "labels": list(label_names),
         "n": int(support.sum()),
-        "war": float(np.trace(confusion) / support.sum()),
-        "uar": float(recall[present].mean()),
-        "per_class_recall": {name: (float(recall[i]) if present[i] else None) for i, name in enumerate(label_names)},
+        "war": scores.war(confusion),
+        "uar": scores.uar(confusion),
+        "per_class_recall": {name: (float(recall[i]) if support[i] else None) for i, name in enumerate(label_names)},
         "support": {name: int(support[i]) for i, name in enumerate(label_names)},
         "confusion": confusion.tolist(),
     }

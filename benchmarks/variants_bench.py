@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from edge import audio, datasets, features
+from edge import command
 from edge.classifier import EmotionClassifier
-from edge.errors import SerEdgeError
 from edge.registry import VARIANTS, resolve_model
 
 
@@ -31,12 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    try:
-        print(run(args.model, args.data_dir, args.items, args.rounds))
-    except SerEdgeError as error:
-        print(f"variants_bench: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return command.run("variants_bench", lambda: print(run(args.model, args.data_dir, args.items, args.rounds)))
 
 
 def run(model: str, data_dir: str, items: int, rounds: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,8 @@ from edge import native_stderr
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.litert import interpreter_class
-from edge.model_file import parse_metadata, read_model_bytes, verify_checksums
+from edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
+from edge.pipeline import FEATURES, INFERENCE, TimedPipeline
 
 MAX_THREADS = 64  # LiteRT crashes on absurd counts (100000: SIGSEGV); a Pi has 4 cores
 
@@ -53,6 +54,7 @@ class EmotionClassifier:
             raise SerEdgeError(f"{self.path}: incomplete ser-edge metadata ({error})") from None
         if not self.labels or not all(isinstance(label, str) for label in self.labels):
             raise SerEdgeError(f"{self.path}: label_names must be a non-empty list of strings")
+        check_bindings(self.metadata, self.features.input_names, self.path)
         self.threads = threads
         try:
             with native_stderr.filtered():  # LiteRT's "Created ... XNNPACK delegate" line comes from here
@@ -75,6 +77,7 @@ class EmotionClassifier:
             raise SerEdgeError(f"{self.path}: expected one output of shape (1, {len(self.labels)}) for the "
                                f"{len(self.labels)} labels in the metadata")
         self._output = outputs[0]
+        self._timed = self.pipeline()
         # One invoke now: a graph that loads but cannot run (a damaged file) fails here, before READY.
         self.infer(np.zeros(self.features.input_shape[:2], dtype=np.float32))
 
@@ -88,20 +91,21 @@ class EmotionClassifier:
 
     def classify(self, signal: np.ndarray) -> Prediction:
         """Classify a mono float32 signal at ``self.sample_rate`` (fitted to the model's length)."""
-        started = time.perf_counter()
-        matrix = frontend.utterance_features(signal, self.features)
-        computed = time.perf_counter()
-        probabilities = self.infer(matrix)
-        finished = time.perf_counter()
+        timed = self._timed.from_signal(signal)
+        probabilities = timed.probabilities
         if not np.isfinite(probabilities).all():  # never let NaN reach a result (it is not JSON either)
             raise SerEdgeError(f"{self.path}: the model produced non-finite probabilities")
         best = int(np.argmax(probabilities))
         return Prediction(
             label=self.labels[best],
             probabilities={name: float(p) for name, p in zip(self.labels, probabilities)},
-            features_s=computed - started,
-            inference_s=finished - computed,
+            features_s=timed.seconds[FEATURES],
+            inference_s=timed.seconds[INFERENCE],
         )
+
+    def pipeline(self, decode: Callable[[Path], np.ndarray] | None = None) -> TimedPipeline:
+        """This model's timed features -> inference (decode first, where given)."""
+        return TimedPipeline(lambda signal: frontend.utterance_features(signal, self.features), self.infer, decode)
 
     def infer(self, matrix: np.ndarray) -> np.ndarray:
         """Class probabilities (float32) for one (frames, n_mfcc) MFCC matrix."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
 from edge import __version__
+from edge import command
 from edge.errors import SerEdgeError
 from edge.native_stderr import set_verbose
-from edge.registry import DEFAULT_MODEL, shipped_dir
+from edge.registry import DEFAULT_MODEL, model_choices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ser-edge {__version__}")
     parser.add_argument("--verbose", action="store_true", help="also show LiteRT's own log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
-    model_help = f"shipped model name (ravdess, emodb; optional -float16/-int8/-dynamic) or a .tflite path (default {DEFAULT_MODEL})"
+    model_help = f"a shipped model ({model_choices()}) or a .tflite path (default {DEFAULT_MODEL})"
 
     classify = commands.add_parser("classify", help="classify audio files: one result per file, or per "
                                    "utterance for files longer than the model's window")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--energy-threshold-db", type=float, help="speech above this RMS level (dBFS)")
     listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
     listen.add_argument("--max-silence-s", type=float, help="this much silence ends an utterance")
-    listen.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    listen.add_argument("--log-level", choices=command.LOG_LEVELS)
     listen.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]",
                         help="also publish each utterance to this MQTT broker, with Home Assistant discovery")
     listen.add_argument("--no-mqtt", dest="mqtt", action="store_const", const="",
@@ -65,15 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     closed = guard_standard_streams()
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
-    try:
+
+    def body() -> int:
         if 1 in closed:
             raise SerEdgeError("stdout is closed: results would be lost (run it with stdout open, e.g. >/dev/null)")
         return COMMANDS[args.command](args)
-    except SerEdgeError as error:
-        print(f"ser-edge: error: {error}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # classify piped into head; listen reports a closed reader itself
-        return 0
+
+    # reader_gone: classify piped into head; listen reports a closed reader itself
+    return command.run("ser-edge", body, reader_gone=0)
 
 
 def guard_standard_streams() -> set[int]:
@@ -176,14 +175,11 @@ def cmd_devices(args) -> int:
 
 def cmd_listen(args) -> int:
     from edge.daemon import run_listen
-    from edge.settings import load_settings
+    from edge.settings import KEYS, load_settings
 
-    overrides = {key: getattr(args, key) for key in (
-        "model", "threads", "device", "input", "input_rate", "jsonl", "duration_s", "energy_threshold_db",
-        "min_speech_s", "max_silence_s", "log_level", "mqtt", "mqtt_credentials", "mqtt_device_id", "mqtt_queue")}
+    overrides = {key: getattr(args, key) for key in KEYS if hasattr(args, key)}  # a flag per settings key
     settings = load_settings(args.config, overrides)
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command.log_to_stderr(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_listen(settings)
 
 

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from edge.classifier import EmotionClassifier
@@ -25,7 +26,7 @@ from edge.registry import resolve_model, thesis_seconds
 from edge.segmenter import Segment, Segmenter
 from edge.settings import ListenSettings
 from edge.sinks import LineSink, OutputClosed
-from edge.sources import DeviceLost, EndOfStream, StreamFailed, make_source
+from edge.sources import AudioSource, DeviceLost, EndOfStream, StreamFailed, make_source
 from edge.threads import describe, limit
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,13 @@ READ_TIMEOUT_S = 0.25  # how quickly a signal is noticed
 RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16, 30)
 
 
+# Builds the audio source for the settings at the model's rate: make_source, or a fake in tests.
+SourceFactory = Callable[[ListenSettings, int], AudioSource]
+
+
 class Listener:
-    def __init__(self, settings: ListenSettings, notifier: Notifier | None = None):
+    def __init__(self, settings: ListenSettings, notifier: Notifier | None = None,
+                 source_factory: SourceFactory = make_source):
         self.settings = settings
         self.notifier = notifier or Notifier()
         self.stop_requested = threading.Event()
@@ -47,7 +53,7 @@ class Listener:
         # After the model loads, so every native library is there to be limited (edge/threads.py).
         self.thread_pools = limit(settings.threads)
         self.thesis_s = thesis_seconds(self.classifier.dataset)
-        self.source = make_source(settings, self.classifier.sample_rate)
+        self.source = source_factory(settings, self.classifier.sample_rate)
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,
                                    settings.segmenter)
         self.stdout = LineSink.stdout()

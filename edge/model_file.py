@@ -16,6 +16,8 @@ from edge.errors import SerEdgeError
 from edge.paths import read_regular_file
 
 METADATA_NAME = "ser_edge"  # the entry our exporter writes
+FORMAT = 1  # the layout of that entry ser-export writes; the only one this runtime reads
+OUTPUT = "probabilities"  # what the one output tensor holds
 CHECKSUM_KEY = "checksum"  # in the metadata: sha256 of the weights and of the rest of the metadata
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6  # field numbers in table Model
 _METADATA_NAME, _METADATA_BUFFER = 0, 1  # table Metadata
@@ -51,7 +53,20 @@ def parse_metadata(data: bytes, path: str | Path) -> dict:
         raise SerEdgeError(f"{path}: ser-edge metadata is not valid JSON ({error})") from None
     if not isinstance(metadata, dict):
         raise SerEdgeError(f"{path}: ser-edge metadata is not a JSON object")
+    layout = metadata.get("format")
+    if layout != FORMAT or isinstance(layout, bool):
+        raise SerEdgeError(f"{path}: ser-edge metadata format {layout!r}, but this ser-edge reads format {FORMAT}; "
+                           "export the model with this version's ser-export")
     return metadata
+
+
+def check_bindings(metadata: dict, input_names: tuple[str, ...], path: str | Path) -> None:
+    """The metadata's ``inputs`` must be the feature config's input names, its ``output`` class probabilities."""
+    if metadata.get("inputs") != list(input_names):
+        raise SerEdgeError(f"{path}: the metadata's inputs {metadata.get('inputs')!r} are not the feature "
+                           f"config's input names {list(input_names)}")
+    if metadata.get("output") != OUTPUT:
+        raise SerEdgeError(f"{path}: the metadata's output is {metadata.get('output')!r}, not {OUTPUT!r}")
 
 
 def checksums(data: bytes, metadata: dict) -> dict:

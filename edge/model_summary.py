@@ -11,17 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge.registry import VARIANT_KINDS
+
 # What the README promises of a variant: top-1 agreement with the Keras model
 # and accuracy lost on the held-out split (the speed target needs float32's report too).
 MIN_AGREEMENT = 0.98
 MAX_WAR_LOSS = 0.01
 
-VARIANTS = {
-    "float32": "float32 weights and activations",
-    "float16": "float16 weights, float32 arithmetic",
-    "dynamic": "int8 weights, float activations",
-    "int8": "int8 weights and activations",
-}
 
 
 def find_parity_report(model: Path) -> dict | None:
@@ -80,7 +76,7 @@ def summary(path: Path, metadata: dict, parity: dict | None) -> str:
     if mode and mode != quantization:  # e.g. int8 with float islands: the mode says which
         variant = f"{quantization} ({mode})"
     else:
-        variant = f"{quantization} ({VARIANTS[quantization]})" if quantization in VARIANTS else quantization
+        variant = f"{quantization} ({VARIANT_KINDS[quantization]})" if quantization in VARIANT_KINDS else quantization
     rows.append(("variant", variant))
     rows += [("accuracy", line) for line in _accuracy_lines(training)] or [("accuracy", "not recorded in the file")]
     if parity is not None:

@@ -14,14 +14,22 @@ from edge.paths import check_regular_file, exists
 DEFAULT_MODEL = "ravdess"
 DEFAULT_VARIANT = "dynamic"  # fastest measured at 100 % agreement: see README
 SHIPPED = ("ravdess", "emodb")
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+# Every variant ser-export writes and a shipped model comes in, with what it stores (ser-edge info shows it).
+VARIANT_KINDS = {
+    "float32": "float32 weights and activations",
+    "float16": "float16 weights, float32 arithmetic",
+    "dynamic": "int8 weights, float activations",
+    "int8": "int8 weights and activations",
+}
+VARIANTS = tuple(VARIANT_KINDS)
 # The thesis's Raspberry Pi figure, mean seconds per utterance at batch 1 (Section 4-5).
 THESIS_PI_SECONDS = {"emodb": 1.42, "ravdess": 1.35, "iemocap": 1.22}
 THESIS_PI_MEAN_SECONDS = 1.33
 
 
 def shipped_dir() -> Path:
-    return Path(str(resources.files("models") / "shipped"))
+    """The device's own model files: every variant's .tflite, and parity/ (what ser-edge info reads)."""
+    return Path(str(resources.files(__package__) / "shipped"))
 
 
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL, variant: str = DEFAULT_VARIANT) -> Path:
@@ -37,8 +45,12 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL, variant: str = DEFAU
     if path.suffix == ".tflite" or exists(path):
         check_regular_file(path, "model file")  # says why: missing, permission denied, a directory
         return path
-    choices = ", ".join(f"{n}[-{'|'.join(VARIANTS)}]" for n in SHIPPED)
-    raise SerEdgeError(f"unknown model {text!r}: use {choices} or a path to a .tflite file")
+    raise SerEdgeError(f"unknown model {text!r}: use {model_choices()} or a path to a .tflite file")
+
+
+def model_choices() -> str:
+    """The shipped names and their variants, for help texts and errors."""
+    return ", ".join(f"{n}[-{'|'.join(VARIANTS)}]" for n in SHIPPED)
 
 
 def thesis_seconds(dataset: str | None) -> float:

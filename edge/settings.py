@@ -8,17 +8,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.audio import MAX_RATE, MIN_RATE
 from edge.classifier import MAX_THREADS
+from edge.command import LOG_LEVELS
 from edge.errors import SerEdgeError
 from edge.paths import read_regular_file
 from edge.registry import DEFAULT_MODEL
 from edge.segmenter import SegmenterSettings
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 # Inclusive bounds of every number. -100 dBFS, not lower: level_db() floors digital silence
 # at -120 dBFS, so a threshold there would call silence speech.
 BOUNDS = {
@@ -73,9 +74,10 @@ class ListenSettings:
         return SegmenterSettings(self.energy_threshold_db, self.min_speech_s, self.max_silence_s)
 
 
-_TYPES = {f.name: f.type for f in dataclasses.fields(ListenSettings)}
-_NUMBER_KEYS = {"energy_threshold_db", "min_speech_s", "max_silence_s", "duration_s"}
-_INT_KEYS = {"threads", "input_rate", "mqtt_queue"}
+KEYS = tuple(f.name for f in dataclasses.fields(ListenSettings))  # the TOML keys, and the flags that override them
+_TYPES = typing.get_type_hints(ListenSettings)
+_INT_KEYS = {key for key in KEYS if int in (_TYPES[key], *typing.get_args(_TYPES[key]))}
+_NUMBER_KEYS = {key for key in KEYS if float in (_TYPES[key], *typing.get_args(_TYPES[key]))}
 
 
 def load_settings(config_path: str | Path | None, overrides: dict) -> ListenSettings:
@@ -94,9 +96,9 @@ def read_config(path: Path) -> dict:
         raise SerEdgeError(f"{path}: cannot read config ({error})") from None
     except tomllib.TOMLDecodeError as error:
         raise SerEdgeError(f"{path}: invalid TOML ({error})") from None
-    unknown = sorted(set(data) - set(_TYPES))
+    unknown = sorted(set(data) - set(KEYS))
     if unknown:
-        raise SerEdgeError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_TYPES))}")
+        raise SerEdgeError(f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(KEYS))}")
     for key, value in data.items():
         if key in _INT_KEYS and not (isinstance(value, int) and not isinstance(value, bool)):
             raise SerEdgeError(f"{path}: {key} must be an integer, got {value!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+from typing import Protocol
 
 import numpy as np
 import soxr
@@ -21,6 +22,19 @@ log = logging.getLogger(__name__)
 
 BLOCK_S = 0.05  # 50 ms capture blocks: low latency, few callbacks
 INT16_SCALE = 1.0 / 32768.0
+
+
+class AudioSource(Protocol):
+    """What the daemon reads: ``open``, ``read(timeout)``, ``close``; a ``name`` and an ``overflows`` count."""
+
+    name: str
+    overflows: int
+
+    def open(self) -> None: ...
+
+    def read(self, timeout: float) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
 
 
 class EndOfStream(Exception):
@@ -240,7 +254,7 @@ def resolve_device(sd, device: str | None):
                            "or set device in the config file") from None
 
 
-def make_source(settings, rate: int):
+def make_source(settings, rate: int) -> AudioSource:
     if settings.input == "-":
         return StdinSource(rate, settings.input_rate)
     if settings.input is not None:

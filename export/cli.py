@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
+import logging
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edge import atomic
+from edge import command
 from edge.datasets import DATASETS, LABELS, read_dataset
 from edge.errors import SerEdgeError
+from edge.registry import VARIANTS
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_SIZE = 300
 
@@ -20,7 +24,7 @@ CALIBRATION_SIZE = 300
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="ser-export", description=__doc__)
     parser.add_argument("model", type=Path, help="a .keras file written by ser-train (with its .json beside it)")
-    parser.add_argument("--quantize", required=True, choices=("int8", "float16", "float32", "dynamic"))
+    parser.add_argument("--quantize", required=True, choices=VARIANTS)
     parser.add_argument("--out", required=True, type=Path, help="the .tflite file to write")
     parser.add_argument("--calibration-data", type=Path, help="dataset folder: int8 calibration and parity set")
     parser.add_argument("--dataset", choices=DATASETS, help="the layout of --calibration-data")
@@ -32,12 +36,12 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        export(args)
-    except SerEdgeError as error:
-        print(f"ser-export: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    # Its own progress and the feature cache's, not TensorFlow's INFO records.
+    from models import feature_cache
+
+    for logger in (__package__, feature_cache.__name__):
+        command.log_to_stderr("info", logger=logger)
+    return command.run("ser-export", lambda: export(args))
 
 
 def export(args) -> None:
@@ -59,11 +63,11 @@ def export(args) -> None:
     if args.calibration_data is not None:
         calibration, held_out, held_out_labels = real_features(trained, args)
 
-    progress(f"converting {args.model} to {args.quantize} ...")
+    log.info("converting %s to %s ...", args.model, args.quantize)
     flatbuffer, record = convert(trained, args.quantize, calibration)
     source_sha = hashlib.sha256(args.model.read_bytes()).hexdigest()
     flatbuffer = embed(flatbuffer, build_metadata(trained, record, source_sha))
-    write_atomically(args.out, flatbuffer)
+    atomic.write_bytes(args.out, flatbuffer)
     float_ops = ", ".join(record["float_ops"]) if args.quantize == "int8" else "n/a"
     print(f"wrote {args.out} ({len(flatbuffer):,} bytes, {record['mode']}; float ops in graph: {float_ops or 'none'})")
 
@@ -117,30 +121,6 @@ def check_runs(path: Path, features: np.ndarray) -> None:
         if not np.isfinite(probabilities).all():
             raise SerEdgeError(f"{path}: produced non-finite probabilities on real features")
     print(f"invoked {path.name} on {len(features)} real feature matrices without error")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        # mkstemp creates 0600; a model file must be readable by the service's own user.
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,16 @@ import numpy as np
 
 from edge.errors import SerEdgeError
 from edge.features import model_inputs
+from edge.registry import VARIANTS
 from export.keras_model import TrainedModel
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = VARIANTS  # every variant a shipped model comes in
 OUTPUT_NAME = "probabilities"
 SIGNATURE = "serving_default"
 # Ops whose job is to move between float and int8 at the graph's edges.
 CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
 # Parts of TPMNet that an int8 export keeps in float, and why. Chosen with TF's QuantizationDebugger
-# on EMO-DB; the parity reports give the agreement that results (models/shipped/parity/*-int8.*).
+# on EMO-DB; the parity reports give the agreement that results (models/shipped/parity/*-int8.parity.md).
 FLOAT_LAYER_REASONS = {
     "attention": "softmax over hundreds of capsules (756 in the authors' reading, 1,320 in ours): typical "
                  "weights are about 1/756 to 1/1320, under half the int8 "

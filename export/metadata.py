@@ -9,9 +9,7 @@ import json
 
 import numpy as np
 
-from edge.model_file import CHECKSUM_KEY, METADATA_NAME, checksums
-
-FORMAT_VERSION = 1
+from edge.model_file import CHECKSUM_KEY, FORMAT, METADATA_NAME, OUTPUT, checksums
 
 
 def embed(flatbuffer: bytes, metadata: dict) -> bytes:
@@ -50,12 +48,12 @@ def build_metadata(trained, record: dict, source_sha256: str) -> dict:
     info = trained.info
     cross_validation = info.get("cross_validation") or {}
     return {
-        "format": FORMAT_VERSION,
+        "format": FORMAT,
         "dataset": info.get("dataset"),
         "label_names": list(trained.label_names),
         "features": trained.features.to_dict(),
         "inputs": list(trained.features.input_names),
-        "output": "probabilities",
+        "output": OUTPUT,
         "quantization": record["quantization"],
         "conversion_mode": record["mode"],
         "float_ops": record.get("float_ops", {}),

@@ -1,6 +1,9 @@
 """TPMNet (Keras) and its training. Importing this package imports nothing heavy;
 ``models.tpmnet`` and ``models.train`` need the ``train`` extra (TensorFlow)."""
 
+from importlib import resources
+from pathlib import Path
+
 # Here, not in models.tpmnet, so that ser-train can check its arguments before importing TensorFlow.
 ABLATIONS = ("dwscnn", "cbam", "self_attention", "dynamic_routing")
 # "authors": the structure of the thesis authors' notebooks (shipped); "gate": this project's first reading.
@@ -24,3 +27,11 @@ RECIPES = {
 }
 SCHEDULES = ("step", "cosine")
 LOSSES = ("crossentropy", "margin")
+
+
+def shipped_dir() -> Path:
+    """The shipped Keras models and what belongs to them: training sidecars, cards, CV and parity reports.
+
+    Their .tflite exports live with the device package (``edge.registry.shipped_dir``).
+    """
+    return Path(str(resources.files(__name__) / "shipped"))

@@ -19,8 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from edge import atomic
+from edge import command
 from edge.errors import SerEdgeError
-from models.train import write_json_atomically
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 
@@ -65,7 +66,7 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
     info["figures"] = figures
     random_runs = [figure for figure in figures if figure["split"] == "random"]
     info["cross_validation"] = random_runs[0] if random_runs else None
-    write_json_atomically(sidecar, info)
+    atomic.write_json(sidecar, info)
     return info
 
 
@@ -74,15 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sidecar", type=Path, help="models/shipped/NAME.json")
     parser.add_argument("runs", type=Path, nargs="+", help="ser-train output folders")
     args = parser.parse_args(argv)
-    try:
-        info = attach(args.sidecar, args.runs)
-    except SerEdgeError as error:
-        print(f"attach_cv: {error}", file=sys.stderr)
-        return 2
+    return command.run("attach_cv", lambda: report(attach(args.sidecar, args.runs)))
+
+
+def report(info: dict) -> None:
     for figure in info["figures"]:
         print(f"{figure['split']}: {figure['folds_finished']}/{figure['folds_planned']} folds, "
               f"WAR {100 * figure['war']['mean']:.2f} %, UAR {100 * figure['uar']['mean']:.2f} %")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Export a shipped model in all four variants with parity reports (the commands behind models/shipped/).
+# Export a shipped model in every variant with parity reports (the commands behind edge/shipped/).
 # Usage: models/export_shipped.sh emodb ../shared/datasets/emodb
+# The .tflite files and the parity JSON that `ser-edge info` reads go to edge/shipped/ (the device
+# package); the readable parity reports stay with the Keras models in models/shipped/parity/.
 set -euo pipefail
 name=$1 data=$2
-for variant in float32 float16 dynamic int8; do
-  ser-export "models/shipped/$name.keras" --quantize "$variant" --out "models/shipped/$name-$variant.tflite" \
-    --calibration-data "$data" --dataset "$name" --report models/shipped/parity
+python=$(dirname "$(command -v ser-export)")/python
+variants=$("$python" -c 'from edge.registry import VARIANTS; print(*VARIANTS)')
+mkdir -p models/shipped/parity
+for variant in $variants; do
+  ser-export "models/shipped/$name.keras" --quantize "$variant" --out "edge/shipped/$name-$variant.tflite" \
+    --calibration-data "$data" --dataset "$name" --report edge/shipped/parity
+  mv "edge/shipped/parity/$name-$variant.parity.md" models/shipped/parity/
 done

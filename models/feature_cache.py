@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge import features
+from edge import atomic, features
 from edge.config import FeatureConfig
 from edge.datasets import Utterance
 
@@ -49,10 +48,8 @@ def load_features(utterances: list[Utterance], label_names: tuple[str, ...], con
         log.info("features from cache %s", cache_file)
     else:
         matrix = compute(utterances, config)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(".partial.npy")
-        np.save(partial, matrix)
-        partial.replace(cache_file)
+        with atomic.replacing(cache_file) as partial:
+            np.save(partial, matrix)
     index = {name: i for i, name in enumerate(label_names)}
     return FeatureSet(
         features=matrix,
@@ -73,16 +70,15 @@ def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
         signal = audio.load(utterance.path, config.sample_rate)
         out[i] = features.utterance_features(signal, config)
         if (i + 1) % 100 == 0 or i + 1 == len(utterances):
-            print(f"features {i + 1}/{len(utterances)} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+            log.info("features %d/%d (%.0f s)", i + 1, len(utterances), time.monotonic() - started)
     return out
 
 
 def save_bundle(data: FeatureSet, path: Path) -> None:
     """One portable file with a dataset's features, labels, speakers and paths (no audio needed to train)."""
-    partial = Path(path).with_suffix(".partial.npz")
-    np.savez(partial, features=data.features, labels=data.labels, speakers=data.speakers, paths=data.paths,
-             label_names=np.array(data.label_names))
-    partial.replace(path)
+    with atomic.replacing(path) as partial:
+        np.savez(partial, features=data.features, labels=data.labels, speakers=data.speakers, paths=data.paths,
+                 label_names=np.array(data.label_names))
 
 
 def load_bundle(path: Path) -> FeatureSet:

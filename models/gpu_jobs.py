@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge import command
+
+log = logging.getLogger(__name__)
 
 BUNDLES = Path(".gpu")
 UTTERANCES = {"ravdess": 1200, "emodb": 535}  # a job's cost grows with its training part
@@ -115,7 +120,7 @@ def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
                     retried.add(name)
                     pending.insert(0, job)
                 del running[name]
-                print(f"[{now:6.0f} s] {name}: rc {process.returncode} in {seconds:.0f} s", flush=True)
+                log.info("[%6.0f s] %s: rc %s in %.0f s", now, name, process.returncode, seconds)
         left = deadline_s - now
         if left < 20:
             break
@@ -126,11 +131,11 @@ def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
                 finished[job.name] = {"rc": None, "skipped": "would not finish before the deadline"}
                 continue
             pending.pop(0)
-            log = open(logs / f"{job.name}.log", "w")
+            output = open(logs / f"{job.name}.log", "w")
             command = [sys.executable, "-m", "models.train_cli", *job.args]
-            running[job.name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+            running[job.name] = (subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                                   start_new_session=True), time.monotonic() - started, job)
-            print(f"[{now:6.0f} s] started {job.name}", flush=True)
+            log.info("[%6.0f s] started %s", now, job.name)
         time.sleep(1)
     for name, (process, began, job) in running.items():  # out of time: stop, keep checkpoints
         os.killpg(process.pid, signal.SIGINT)
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         for job in jobs:
             print(job.name, " ".join(job.args))
         return 0
+    command.log_to_stderr("info")
     summary = run(jobs, args.workers, args.deadline, args.runs / "logs")
     (args.runs / "jobs.json").write_text(json.dumps(summary, indent=1))
     done = sum(1 for s in summary.values() if s.get("rc") == 0)

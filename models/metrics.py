@@ -1,19 +1,23 @@
-"""WAR (plain accuracy), UAR (mean per-class recall), per-class report, confusion matrix."""
+"""Scores of a training run: WAR and UAR (``edge.scores``), per-class report, confusion matrix."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, recall_score
+from sklearn.metrics import classification_report
+
+from edge import scores
 
 
 def summarise(true: np.ndarray, predicted: np.ndarray, label_names: tuple[str, ...]) -> dict:
+    """WAR and UAR as ``edge.scores`` defines them, scikit-learn's per-class report, the confusion matrix."""
     ids = list(range(len(label_names)))
+    confusion = scores.confusion_matrix(true, predicted, len(label_names))
     return {
-        "war": float(np.mean(true == predicted)),
-        "uar": float(recall_score(true, predicted, labels=ids, average="macro", zero_division=0)),
+        "war": scores.war(confusion),
+        "uar": scores.uar(confusion),
         "per_class": classification_report(true, predicted, labels=ids, target_names=list(label_names),
                                            output_dict=True, zero_division=0),
-        "confusion": confusion_matrix(true, predicted, labels=ids).tolist(),
+        "confusion": confusion.tolist(),
     }
 
 

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge import atomic
 from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.features import model_inputs
 from models import RECIPES, metrics
 from models.feature_cache import FeatureSet
 from models.splits import Fold, make_folds, validation_split
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,17 +102,17 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
     for fold in folds:
         fold_file = out / f"fold_{fold.index:02d}.json"
         if fold_file.exists():
-            progress(f"fold {fold.index + 1}/{len(folds)}: already finished, skipped")
+            log.info(f"fold {fold.index + 1}/{len(folds)}: already finished, skipped")
             continue
         if only_folds is not None and fold.index not in only_folds:
             continue
         checkpoints = out / f"fold_{fold.index:02d}.ckpt"
         result = train_and_test_fold(data, fold, settings, config, total=len(folds), checkpoints=checkpoints,
                                      checkpoint_every=checkpoint_every, track_test=track_test)
-        write_json_atomically(fold_file, result)
+        atomic.write_json(fold_file, result)
         shutil.rmtree(checkpoints, ignore_errors=True)
         report = write_report(out, data.label_names, settings)
-        progress(f"fold {fold.index + 1}/{len(folds)}: test WAR {result['test']['war']:.4f} "
+        log.info(f"fold {fold.index + 1}/{len(folds)}: test WAR {result['test']['war']:.4f} "
                  f"UAR {result['test']['uar']:.4f}; mean WAR so far {report['war']['mean']:.4f}")
     return write_report(out, data.label_names, settings)
 
@@ -164,10 +167,9 @@ def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig
     model, history = fit(data, train, validation, settings, config, seed=settings.seed, tag="final",
                          checkpoints=out / "final.ckpt", checkpoint_every=checkpoint_every)
     path = out / "final.keras"
-    partial = out / "final.partial.keras"
-    model.save(partial)
-    partial.replace(path)
-    write_json_atomically(out / "final.json", {
+    with atomic.replacing(path) as partial:
+        model.save(partial)
+    atomic.write_json(out / "final.json", {
         "dataset": settings.dataset,
         "label_names": list(data.label_names),
         "features": config.to_dict(),
@@ -238,7 +240,7 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
         keeper.diagnostic = (model_inputs(data.features[diagnostic_test], config), data.labels[diagnostic_test])
     initial_epoch = load_checkpoint(checkpoints, model, keeper) if checkpoints else 0
     if initial_epoch:
-        progress(f"{tag}: resumed at epoch {initial_epoch + 1} from {checkpoints}")
+        log.info(f"{tag}: resumed at epoch {initial_epoch + 1} from {checkpoints}")
     feed.start_epoch(initial_epoch)
     if initial_epoch < settings.epochs and not keeper.stopped:
         model.fit(
@@ -332,7 +334,7 @@ class BestValidationKeeper(_callback_base()):
             self.best = (logs["val_accuracy"], logs["val_loss"])
             self.best_epoch = epoch
             self.best_weights = self.model.get_weights()
-        progress(f"{self.tag} epoch {epoch + 1}/{self.settings.epochs} loss {logs['loss']:.3f} "
+        log.info(f"{self.tag} epoch {epoch + 1}/{self.settings.epochs} loss {logs['loss']:.3f} "
                  f"acc {logs['accuracy']:.3f} val_acc {logs['val_accuracy']:.3f} "
                  f"best {self.best[0]:.3f}@{self.best_epoch + 1} ({self.seconds():.0f} s)")
         if self.settings.patience and epoch - self.best_epoch >= self.settings.patience:
@@ -376,7 +378,7 @@ def check_or_write_run_file(out: Path, settings: TrainSettings, config: FeatureC
             raise SerEdgeError(f"{out} holds a run with different {', '.join(changed)}; "
                                "use a new --out folder (results of different runs are never mixed)")
         return
-    write_json_atomically(run_file, wanted)
+    atomic.write_json(run_file, wanted)
 
 
 def write_report(out: Path, label_names: tuple[str, ...], settings: TrainSettings) -> dict:
@@ -401,7 +403,7 @@ def write_report(out: Path, label_names: tuple[str, ...], settings: TrainSetting
         "confusion": confusion,
         "label_names": list(label_names),
     }
-    write_json_atomically(out / "report.json", report)
+    atomic.write_json(out / "report.json", report)
     (out / "report.md").write_text(report_markdown(report))
     metrics.save_confusion_png(confusion, label_names, out / "confusion.png",
                                f"{settings.dataset} {settings.split} split, {len(results)} folds")
@@ -482,13 +484,3 @@ def report_markdown(report: dict) -> str:
     settings = report["settings"]
     lines += ["", "Settings: " + ", ".join(f"{key} {value}" for key, value in settings.items()) + ".", ""]
     return "\n".join(lines)
-
-
-def write_json_atomically(path: Path, data: dict) -> None:
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=1))
-    partial.replace(path)
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

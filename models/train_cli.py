@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from edge.config import FeatureConfig
+from edge import command
+from edge.config import REVERSE_AXES, FeatureConfig
 from edge.datasets import DATASETS, LABELS, read_dataset
 from edge.errors import SerEdgeError
 from models.splits import SPLITS
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation")
     parser.add_argument("--split", choices=SPLITS, default="random")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--reverse-axis", choices=("time", "coefficients"), default="time")
+    parser.add_argument("--reverse-axis", choices=REVERSE_AXES, default=FeatureConfig.reverse_axis)
     parser.add_argument("--ablate", action="append", choices=ABLATIONS, default=[])
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the training step")
     parser.add_argument("--threads", type=int, default=0,
@@ -63,15 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return run(args)
-    except SerEdgeError as error:
-        print(f"ser-train: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ser-train: interrupted; finished folds are kept, run the same command to resume", file=sys.stderr)
-        return 130
+    command.log_to_stderr("info")
+    return command.run("ser-train", lambda: run(args),
+                       interrupted="interrupted; finished folds are kept, run the same command to resume")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import features
+from edge import features, fft
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # ../shared/datasets relative to the project root (see shared/datasets/README.md).
@@ -39,7 +39,7 @@ def shared_datasets() -> Path:
     return shared_dataset_dir()
 
 
-@pytest.fixture(params=["pocketfft", "scipy", "numpy"])
+@pytest.fixture(params=fft.BACKENDS)
 def fft_backend(request) -> str:
     """Runs the test once per STFT backend and restores the previous backend after."""
     previous = features.FFT_BACKEND

@@ -1,25 +1,16 @@
-"""Real-part fixtures for the runtime tests: espeak-ng speech, ALSA fake microphones, models."""
+"""Real-part fixtures for the runtime tests: espeak-ng speech, ALSA fake microphones (benchmarks.fake_microphone), models."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
-from edge import audio
+from benchmarks import fake_microphone
+from benchmarks.fake_microphone import RATE, SENTENCES, alsa_fake_microphone  # noqa: F401 (the tests import them from here)
 from edge.registry import resolve_model
-
-RATE = 22050
-SENTENCES = (
-    "I can't believe you did this to me, I am furious.",
-    "What a wonderful surprise, thank you so much.",
-    "I feel so tired and sad today.",
-)
 
 
 def model_path(name: str = "ravdess") -> Path:
@@ -29,45 +20,20 @@ def model_path(name: str = "ravdess") -> Path:
 
 
 def espeak(text: str, path: Path) -> np.ndarray:
-    """Synthetic speech from espeak-ng at 22,050 Hz (skips the test when espeak-ng is absent)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt install espeak-ng)")
-    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
-    return audio.load(path, RATE)
+    """Synthetic speech from espeak-ng at RATE (skips the test when espeak-ng is absent)."""
+    _need_espeak()
+    return fake_microphone.espeak(text, path)
 
 
 def speech_with_pauses(folder: Path, sentences=SENTENCES, pause_s: float = 1.5) -> tuple[np.ndarray, Path]:
     """The sentences separated (and followed) by silence; returns the signal and a WAV of it."""
-    parts = []
-    for i, text in enumerate(sentences):
-        parts.append(espeak(text, folder / f"sentence{i}.wav"))
-        parts.append(np.zeros(round(pause_s * RATE), dtype=np.float32))
-    signal = np.concatenate(parts)
-    path = folder / "speech.wav"
-    soundfile.write(path, signal, RATE, subtype="PCM_16")
-    return audio.load(path, RATE), path
+    _need_espeak()
+    return fake_microphone.speech_with_pauses(folder, sentences, pause_s)
 
 
-def alsa_fake_microphone(folder: Path, signal: np.ndarray, rate: int = RATE, tail_s: float = 10.0) -> dict:
-    """Environment for a process whose default ALSA capture device plays ``signal``.
-
-    ALSA's ``file`` plugin behind a ``plug`` pcm, as system.md describes; PortAudio
-    and sounddevice capture it bit-exactly as int16. It is not paced, but reads
-    past the end of the file crawl (seconds per block), so ``tail_s`` of silence
-    follows the signal and tests stop with ``--duration`` before reaching it.
-    """
-    raw = folder / "microphone.raw"
-    signal = np.concatenate([signal, np.zeros(round(tail_s * rate), dtype=np.float32)])
-    pcm = np.clip(np.round(signal * 32768.0), -32768, 32767).astype("<i2")
-    raw.write_bytes(pcm.tobytes())
-    config = folder / "asound.conf"
-    config.write_text(
-        "</usr/share/alsa/alsa.conf>\n"
-        f'pcm.fakemic_raw {{ type file  slave.pcm "null"  file "/dev/null"  infile "{raw}"  format "raw" }}\n'
-        f'pcm.fakemic {{ type plug  slave {{ pcm "fakemic_raw"  format S16_LE  rate {rate}  channels 1 }} }}\n'
-        'pcm.!default { type asym  capture.pcm "fakemic"  playback.pcm "null" }\n'
-    )
-    return {**os.environ, "ALSA_CONFIG_PATH": str(config)}
+def _need_espeak() -> None:
+    if not fake_microphone.espeak_available():
+        pytest.skip("espeak-ng is not installed (apt install espeak-ng)")
 
 
 def portaudio_available() -> bool:

@@ -4,7 +4,7 @@ A child, so that a crash (SIGSEGV, SIGBUS) or a hang in a native library is
 seen as such rather than taking pytest down. Each case must end in a result or
 a SerEdgeError; anything else prints the case and exits 1.
 
-    python -m tests.fuzz_cases --seed 1 --cases 200 --model models/shipped/ravdess-dynamic.tflite
+    python -m tests.fuzz_cases --seed 1 --cases 200 --model edge/shipped/ravdess-dynamic.tflite
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import soundfile
 
 from edge import audio
 from edge.classifier import EmotionClassifier
+from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from edge.model_file import METADATA_NAME, metadata_entries
 
@@ -86,7 +87,7 @@ def fuzz_model(rng: np.random.Generator, model: bytes) -> bytes:
 def run_case(kind: str, path: Path, signal: np.ndarray) -> str:
     try:
         if kind == "wav":
-            decoded = audio.load(path, 22050)
+            decoded = audio.load(path, FeatureConfig().sample_rate)
             assert decoded.dtype == np.float32 and np.isfinite(decoded).all()
             return "ok"
         prediction = EmotionClassifier(path).classify(signal)

@@ -24,9 +24,10 @@ import soundfile
 librosa = pytest.importorskip("librosa")
 
 from edge import audio, features  # noqa: E402
+from edge.config import FeatureConfig  # noqa: E402
 from edge.errors import SerEdgeError  # noqa: E402
 
-SR = 22050
+SR = FeatureConfig().sample_rate
 MFCC_TOLERANCE = 1e-3
 
 # librosa.load imports audioread, which imports modules deprecated in Python 3.13.
@@ -52,7 +53,7 @@ def assert_same_as_librosa(path: Path, sample_rate: int = SR) -> np.ndarray:
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)  # measured: max abs difference 0.0
     if sample_rate == SR:
-        mfcc_diff = np.abs(features.mfcc(got) - librosa.feature.mfcc(y=want, sr=SR, n_mfcc=39).T).max()
+        mfcc_diff = np.abs(features.mfcc(got) - librosa.feature.mfcc(y=want, sr=SR, n_mfcc=FeatureConfig().n_mfcc).T).max()
         assert mfcc_diff <= MFCC_TOLERANCE, f"MFCC difference {mfcc_diff:.3g}"
     return got
 

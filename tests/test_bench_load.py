@@ -15,6 +15,8 @@ from benchmarks.load import BusyLoad, cpu_seconds
 from tests.test_bench import EMODB_GOOD, ser_bench, write_tone
 from tests.fixtures import model_path as shipped_model
 
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
+
 
 @pytest.fixture
 def small_emodb(tmp_path):

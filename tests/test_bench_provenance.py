@@ -11,7 +11,8 @@ import pytest
 
 from benchmarks.provenance import model_provenance
 from edge.model_file import read_metadata
-from edge.registry import resolve_model, shipped_dir
+from edge.registry import resolve_model
+from models import shipped_dir
 from tests.test_bench import EMODB_GOOD, ser_bench, write_tone
 
 
@@ -85,6 +86,7 @@ def emodb_tones(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_run_splits_accuracy_by_the_model_lists(tmp_path, emodb_tones):
     model, metadata = copy_model(tmp_path / "model")
     trained, held = EMODB_GOOD[:2], EMODB_GOOD[2:3]
@@ -110,6 +112,7 @@ def test_a_run_splits_accuracy_by_the_model_lists(tmp_path, emodb_tones):
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_a_run_without_a_training_list_says_it_cannot_tell(tmp_path, emodb_tones):
     model, metadata = copy_model(tmp_path / "model")
     write_sidecar(model, metadata, validation_files=[f"{EMODB_GOOD[0]}.flac"])

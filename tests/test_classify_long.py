@@ -41,6 +41,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*SER_EDGE, *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_long_file_is_classified_utterance_by_utterance_like_listen(long_file, model):
     classified = run("classify", "--json", "--model", str(model), str(long_file))
     listened = run("listen", "--model", str(model), "--input", str(long_file))

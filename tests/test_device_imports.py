@@ -8,6 +8,7 @@ covered without editing this file.
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks
+import export
+import models
+
 EDGE_DIR = Path(__file__).resolve().parents[1] / "edge"
 FORBIDDEN = ("tensorflow", "keras", "librosa", "numba", "tf_keras")
+SIBLINGS = (benchmarks.__name__, export.__name__, models.__name__)  # edge imports none of them
 CORE_MODULES = [
     "edge.features",
     "edge.audio",
@@ -29,10 +35,10 @@ CORE_MODULES = [
 
 
 def edge_modules() -> list[str]:
-    names = []
-    for path in sorted(EDGE_DIR.glob("*.py")):
-        names.append("edge" if path.stem == "__init__" else f"edge.{path.stem}")
-    return names
+    """The device package and every module in it, by their import names."""
+    import edge
+
+    return [edge.__name__, *sorted(m.name for m in pkgutil.iter_modules(edge.__path__, f"{edge.__name__}."))]
 
 
 def run_fresh(code: str) -> subprocess.CompletedProcess:
@@ -52,6 +58,8 @@ def assert_imports_cleanly(modules: list[str]) -> None:
             importlib.import_module(name)
         heavy = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})
         assert not heavy, f"device imports pulled in: {{heavy[:10]}}"
+        siblings = sorted(m for m in sys.modules if any(m == s or m.startswith(s + '.') for s in {SIBLINGS!r}))
+        assert not siblings, f"the device side imports the training side or the benchmarks: {{siblings[:10]}}"
         print("ok")
     """
     result = run_fresh(code)
@@ -80,10 +88,12 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
         sys.modules["scipy"] = None  # makes `import scipy...` raise ImportError
         import numpy as np
         from edge import features
+        from edge.config import FeatureConfig
         assert features.FFT_BACKEND == "numpy", features.FFT_BACKEND
-        y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+        config = FeatureConfig()
+        y = np.random.default_rng(0).standard_normal(config.num_samples).astype(np.float32)
         out = features.utterance_features(y)
-        assert out.shape == (196, 39) and out.dtype == np.float32
+        assert out.shape == (config.num_frames, config.n_mfcc) and out.dtype == np.float32
         np.save(sys.stdout.buffer, out)
     """
     result = subprocess.run(
@@ -96,9 +106,10 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
     import numpy as np
 
     from edge import features
+    from edge.config import FeatureConfig
 
     without_scipy = np.load(io.BytesIO(result.stdout))
-    y = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+    y = np.random.default_rng(0).standard_normal(FeatureConfig().num_samples).astype(np.float32)
     assert np.abs(without_scipy - features.utterance_features(y)).max() <= 1e-3
 
 
@@ -109,7 +120,8 @@ def test_fast_fft_without_importing_scipy():
         import sys
         import numpy as np
         from edge import features
-        features.utterance_features(np.zeros(100_000, np.float32))
+        from edge.config import FeatureConfig
+        features.utterance_features(np.zeros(FeatureConfig().num_samples, np.float32))
         assert features.FFT_BACKEND == "pocketfft", features.FFT_BACKEND
         loaded = sorted(name for name in sys.modules if name == "scipy" or name.startswith("scipy."))
         assert not loaded, loaded

@@ -15,22 +15,24 @@ librosa = pytest.importorskip("librosa")
 
 from benchmarks.frontend_bench import synthetic_signal  # noqa: E402
 from edge import features  # noqa: E402
+from edge.config import FeatureConfig  # noqa: E402
 
 TOLERANCE = 1e-3
-SHAPE = (196, 39)
+CONFIG = FeatureConfig()
+SHAPE = (CONFIG.num_frames, CONFIG.n_mfcc)
 
 
 @pytest.fixture(scope="module")
 def signal() -> np.ndarray:
-    """The 100,000-sample synthetic utterance the benchmark script falls back to."""
+    """The synthetic utterance (the model's window) the benchmark script falls back to."""
     y = synthetic_signal(seed=0)
-    assert y.shape == (100_000,) and y.dtype == np.float32
+    assert y.shape == (CONFIG.num_samples,) and y.dtype == np.float32
     return y
 
 
 @pytest.fixture(scope="module")
 def reference(signal) -> np.ndarray:
-    return librosa.feature.mfcc(y=signal, sr=22050, n_mfcc=39).T
+    return librosa.feature.mfcc(y=signal, sr=CONFIG.sample_rate, n_mfcc=CONFIG.n_mfcc).T
 
 
 def test_edge_mfcc(benchmark, fft_backend, signal, reference):
@@ -44,7 +46,7 @@ def test_edge_mfcc(benchmark, fft_backend, signal, reference):
 
 def test_librosa_mfcc(benchmark, signal, reference):
     benchmark.group = "mfcc 100,000 samples"
-    result = benchmark(lambda y: librosa.feature.mfcc(y=y, sr=22050, n_mfcc=39).T, signal)
+    result = benchmark(lambda y: librosa.feature.mfcc(y=y, sr=CONFIG.sample_rate, n_mfcc=CONFIG.n_mfcc).T, signal)
     assert result.shape == SHAPE
     np.testing.assert_array_equal(result, reference)  # deterministic
     assert np.abs(result - features.mfcc(signal)).max() <= TOLERANCE

@@ -11,6 +11,8 @@ import pytest
 
 from edge.registry import resolve_model
 
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
+
 
 @pytest.mark.parametrize("model, seed", [("ravdess-dynamic", 1), ("emodb-int8", 2)])
 def test_fuzzed_headers_and_models(model, seed):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from models import gpu_jobs
 
 
@@ -22,6 +24,7 @@ def test_full_plan_runs_longest_first_and_skips_finished_work(tmp_path):
     assert "ravdess-random-fold3" not in again and len(again) == len(names) - 1
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_retried_once_and_reported(tmp_path):
     job = gpu_jobs.Job("bad", ["--dataset", "nope", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")], 1.0)
     summary = gpu_jobs.run([job], workers=1, deadline_s=120, logs=tmp_path / "logs")

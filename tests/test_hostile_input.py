@@ -20,9 +20,10 @@ import pytest
 import soundfile
 
 from edge.classifier import EmotionClassifier
+from edge.config import FeatureConfig
 from edge.errors import SerEdgeError
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, lock, without_file_privileges
-from tests.fixtures import model_path
+from tests.fixtures import RATE, model_path
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -32,8 +33,8 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("audio") / "tone.wav"
-    t = np.arange(22050 * 2) / 22050
-    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 22050, subtype="PCM_16")
+    t = np.arange(RATE * 2) / RATE
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), RATE, subtype="PCM_16")
     return path
 
 
@@ -147,13 +148,14 @@ def edited_model(folder: Path, old: bytes, new: bytes) -> Path:
     return path
 
 
-SHAPE_ERROR = "has shape (1, 196, 39, 1)"
+CONFIG = FeatureConfig()
+SHAPE_ERROR = f"has shape {(1, *CONFIG.input_shape)}"
 
 
 @pytest.mark.parametrize("old, new, message", [
     # The default model standardises its 39 coefficients: 40 no longer matches its statistics either.
     (b'"n_mfcc": 39', b'"n_mfcc": 40', "input_mean must be 40 finite numbers"),
-    (b'"num_samples": 100000', b'"num_samples": 150000', SHAPE_ERROR),
+    (f'"num_samples": {CONFIG.num_samples}'.encode(), b'"num_samples": 150000', SHAPE_ERROR),
     (b'"hop_length": 512', b'"hop_length": 256', SHAPE_ERROR),
 ])
 def test_feature_config_is_checked_against_the_input_shape(tmp_path, wav, old, new, message):
@@ -172,8 +174,20 @@ def test_label_count_is_checked_against_the_output_shape(tmp_path):
         EmotionClassifier(model)
 
 
+@pytest.mark.parametrize("old, new, message", [
+    (b'"format": 1', b'"format": 2', "ser-edge metadata format 2, but this ser-edge reads format 1"),
+    (b'"inputs": ["forward", "backward"]', b'"inputs": ["backward", "forward"]', "the metadata's inputs"),
+    (b'"output": "probabilities"', b'"output": "logits"       ', "the metadata's output is 'logits'"),
+])
+def test_metadata_format_and_bindings_are_checked(tmp_path, wav, old, new, message):
+    model = edited_model(tmp_path, old, new)
+    with pytest.raises(SerEdgeError, match=re.escape(message)):
+        EmotionClassifier(model)
+    assert_one_clear_error(run("classify", "--model", str(model), str(wav)), message)
+
+
 def test_absurd_feature_numbers_are_refused(tmp_path, wav):
-    model = edited_model(tmp_path, b'"sample_rate": 22050', b'"sample_rate":     1')
+    model = edited_model(tmp_path, f'"sample_rate": {RATE}'.encode(), b'"sample_rate":     1')
     with pytest.raises(SerEdgeError, match=r"sample_rate must be an integer in \[4000, 192000\], got 1"):
         EmotionClassifier(model)
     assert_one_clear_error(run("classify", "--model", str(model), str(wav)), "sample_rate must be an integer in")
@@ -206,6 +220,6 @@ def test_decoded_length_is_capped(tmp_path):
 def test_unnormalised_float_samples_are_refused(tmp_path):
     path = tmp_path / "huge_float.wav"
     rng = np.random.default_rng(7)
-    soundfile.write(path, rng.uniform(-1e6, 1e6, 22050).astype(np.float32), 22050, subtype="FLOAT")
+    soundfile.write(path, rng.uniform(-1e6, 1e6, RATE).astype(np.float32), RATE, subtype="FLOAT")
     assert_one_clear_error(run("classify", str(path)), "but full scale is 1.0")
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.registry import resolve_model
+from edge.registry import THESIS_PI_SECONDS, resolve_model
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, pcm_bytes, strict_lines, summary_of
-from tests.fixtures import SENTENCES, model_path, speech_with_pauses
+from tests.fixtures import RATE, SENTENCES, model_path, speech_with_pauses
+
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +247,7 @@ def test_broken_stdout_pipe_exits_non_zero(pcm):
 
 
 def test_digital_silence_is_never_speech_at_the_lowest_threshold():
-    silence = bytes(2 * 22050 * 5)
+    silence = bytes(2 * RATE * 5)
     done = subprocess.run([*SER_EDGE, "listen", "--model", str(model_path()), "--input", "-",
                            "--energy-threshold-db", "-100"], input=silence, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
@@ -261,7 +263,7 @@ def test_latency_figures_are_kept_in_constant_memory():
     for value in values:
         stats.add(float(value))
     assert stats.count == 5000 and stats.kept == 100
-    summary = stats.summary(thesis_s=1.35)
+    summary = stats.summary(thesis_s=THESIS_PI_SECONDS["ravdess"])
     assert summary["processing_mean_s"] == pytest.approx(values.mean(), rel=1e-12)
     assert summary["processing_p50_s"] == pytest.approx(float(np.percentile(values[-100:], 50)))
     assert summary["percentiles_over"] == 100

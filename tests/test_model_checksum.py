@@ -16,6 +16,7 @@ pytest.importorskip("tensorflow", reason="embedding metadata needs the train ext
 
 from edge import model_file  # noqa: E402
 from edge.classifier import EmotionClassifier  # noqa: E402
+from edge.config import FeatureConfig  # noqa: E402
 from edge.errors import SerEdgeError  # noqa: E402
 from edge.model_file import read_metadata  # noqa: E402
 from export.metadata import _embed, embed  # noqa: E402
@@ -76,7 +77,7 @@ def test_flipped_weight_bytes_are_caught(signed, tmp_path, rng):
 
 
 @pytest.mark.parametrize("old, new", [
-    (b'"sample_rate": 22050', b'"sample_rate": 16000'),
+    (f'"sample_rate": {FeatureConfig().sample_rate}'.encode(), b'"sample_rate": 16000'),
     (b'"fmax": null', b'"fmax": 8000'),
     (b'"n_fft": 2048', b'"n_fft": 1024'),
     (b'"top_db": 80.0', b'"top_db": 60.0'),

@@ -68,6 +68,7 @@ def test_the_filter_writes_back_what_it_caught_when_the_body_fails():
     assert done.stderr.splitlines() == ["E0000 runtime.cc:1] something a user must see", "handled"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow (the train extra) is absent")
 def test_tensorflow_import_notices_are_filtered():
     code = "from edge import native_stderr\nwith native_stderr.filtered():\n    import tensorflow as tf\n" \

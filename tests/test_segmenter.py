@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from edge.config import FeatureConfig
 from edge.segmenter import Segmenter, SegmenterSettings, level_db
 from tests.fixtures import RATE, speech_with_pauses
 
-WINDOW = 100_000
+WINDOW = FeatureConfig().num_samples
 
 
 def tone(seconds: float, amplitude: float = 0.3, hz: float = 220.0) -> np.ndarray:
@@ -25,7 +26,7 @@ def run(segmenter: Segmenter, signal: np.ndarray, chunk: int) -> list:
     return segments + segmenter.flush()
 
 
-@pytest.mark.parametrize("chunk", [1, 441, 1103, 22050])
+@pytest.mark.parametrize("chunk", [1, 441, 1103, RATE])
 def test_bursts_separated_by_silence_give_one_segment_each(chunk):
     signal = np.concatenate([silence(0.5), tone(1.0), silence(1.0), tone(0.7), silence(1.0), tone(1.2), silence(1.0)])
     segments = run(Segmenter(RATE, WINDOW), signal, chunk)

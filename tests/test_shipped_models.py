@@ -12,10 +12,11 @@ import pytest
 from edge import audio
 from edge.classifier import EmotionClassifier
 from edge.datasets import read_dataset
-from edge.registry import resolve_model, shipped_dir
+from edge.registry import resolve_model
+from models import shipped_dir
 from tests.conftest import shared_dataset_dir
 
-pytestmark = pytest.mark.datasets
+pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("name", ["ravdess", "emodb"])

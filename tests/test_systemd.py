@@ -12,9 +12,13 @@ import subprocess
 import sys
 import time
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
+
+from edge.settings import ListenSettings
+from tests.fixtures import RATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT = REPO_ROOT / "systemd" / "ser-edge.service"
@@ -25,17 +29,14 @@ INSTALLED_EXEC = "/opt/ser-edge/venv/bin/ser-edge"
 INSTALLED_CONFIG = "/etc/ser-edge/ser-edge.toml"
 STATE_DIR = Path("/var/lib/ser-edge")
 MAX_EXPOSURE = 2.0
-# The keys `ser-edge listen` reads from its config file, with their TOML types.
-CONFIG_KEYS = {
-    "model": str,
-    "threads": int,
-    "device": str,
-    "jsonl": str,
-    "energy_threshold_db": float,
-    "min_speech_s": float,
-    "max_silence_s": float,
-    "log_level": str,
-}
+# ListenSettings keys the service's config leaves out: those of one-off runs (a file or stdin, a duration).
+ONE_OFF_KEYS = {"input", "input_rate", "duration_s"}
+# Keys the config carries only as commented-out lines: MQTT is off until the user opts in.
+COMMENTED_KEYS = {key for key in typing.get_type_hints(ListenSettings) if key.startswith("mqtt")}
+# Every other key `ser-edge listen` reads, with its TOML type (from the settings' annotations).
+CONFIG_KEYS = {key: next(t for t in (*typing.get_args(hint), hint) if t is not type(None))
+               for key, hint in typing.get_type_hints(ListenSettings).items()
+               if key not in ONE_OFF_KEYS | COMMENTED_KEYS}
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(
@@ -316,6 +317,7 @@ def test_logrotate_covers_the_configured_jsonl_and_reloads_the_unit():
     assert "systemctl reload ser-edge.service" in text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed (apt install logrotate)")
 def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
     """Real logrotate with the shipped rules (path and reload command pointed here) against a real daemon."""
@@ -324,8 +326,8 @@ def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
     from tests.daemon_tools import SER_EDGE, pcm_bytes, summary_of
 
     jsonl = tmp_path / "utterances.jsonl"
-    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050)).astype(np.float32)
-    pcm = pcm_bytes(np.concatenate([tone, np.zeros(22050, dtype=np.float32)]))  # one utterance per write
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(RATE) / RATE)).astype(np.float32)
+    pcm = pcm_bytes(np.concatenate([tone, np.zeros(RATE, dtype=np.float32)]))  # one utterance per write
     process = subprocess.Popen([*SER_EDGE, "listen", "--input", "-", "--jsonl", str(jsonl)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

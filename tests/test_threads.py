@@ -23,6 +23,8 @@ from edge import threads
 from edge.errors import SerEdgeError
 from tests.fixtures import espeak
 
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
 

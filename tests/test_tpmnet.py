@@ -7,11 +7,14 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
 
+from edge.config import FeatureConfig  # noqa: E402
+from models import READINGS  # noqa: E402
 from models.splits import make_folds  # noqa: E402
 from models.tpmnet import build_tpmnet, squash  # noqa: E402
 
+pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
 
-READINGS = ("authors", "gate")
+CONFIG = FeatureConfig()
 
 
 @pytest.mark.parametrize("reading", READINGS)
@@ -93,10 +96,10 @@ def test_module_parameters():
 
 def test_named_inputs_and_output():
     model = build_tpmnet(8)
-    assert [t.name.split(":")[0] for t in model.inputs] == ["forward", "backward"]
-    assert all(tuple(t.shape[1:]) == (196, 39, 1) for t in model.inputs)
+    assert [t.name.split(":")[0] for t in model.inputs] == list(CONFIG.input_names)
+    assert all(tuple(t.shape[1:]) == CONFIG.input_shape for t in model.inputs)
     rng = np.random.default_rng(0)
-    batch = {name: rng.standard_normal((2, 196, 39, 1)).astype("float32") for name in ("forward", "backward")}
+    batch = {name: rng.standard_normal((2, *CONFIG.input_shape)).astype("float32") for name in CONFIG.input_names}
     probabilities = np.asarray(model(batch, training=False))
     assert probabilities.shape == (2, 8)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -117,7 +120,7 @@ def test_every_op_is_a_tflite_builtin(reading):
     import tensorflow as tf
 
     model = build_tpmnet(8, reading=reading, dropout=0.0, bn_momentum=0.9, head_scale=20.0)
-    spec = [tf.TensorSpec((1, 196, 39, 1), tf.float32, name=n) for n in ("forward", "backward")]
+    spec = [tf.TensorSpec((1, *CONFIG.input_shape), tf.float32, name=n) for n in CONFIG.input_names]
     function = tf.function(lambda f, b: model({"forward": f, "backward": b}, training=False), input_signature=spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no SELECT_TF_OPS: fails on Flex

@@ -14,12 +14,14 @@ pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[
 
 from edge import audio  # noqa: E402
 from edge.classifier import EmotionClassifier  # noqa: E402
+from edge.config import FeatureConfig  # noqa: E402
 from edge.datasets import LABELS  # noqa: E402
 from edge.model_file import read_metadata  # noqa: E402
+from edge.registry import VARIANTS  # noqa: E402
 from tests.generated_corpus import make_emodb_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+CONFIG = FeatureConfig()
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -83,7 +85,7 @@ def test_every_variant_runs_on_real_audio_with_its_metadata(exported, corpus):
         metadata = read_metadata(path)
         assert metadata["quantization"] == variant
         assert metadata["label_names"] == list(LABELS["emodb"])
-        assert metadata["features"]["num_samples"] == 100_000 and metadata["features"]["n_mfcc"] == 39
+        assert metadata["features"]["num_samples"] == CONFIG.num_samples and metadata["features"]["n_mfcc"] == CONFIG.n_mfcc
         assert metadata["source_model"]["file"] == "final.keras"
         assert path.stat().st_mode & 0o044 == 0o044, "the service user must be able to read the model"
         classifier = EmotionClassifier(path)
@@ -124,7 +126,7 @@ def test_float32_matches_keras_on_real_features(exported, trained, corpus):
     classifier = EmotionClassifier(exported["files"]["float32"])
     assert classifier.features == config
     for wav in sorted(corpus.glob("*.wav"))[:6]:
-        matrix = utterance_features(audio.load(wav, 22050))
+        matrix = utterance_features(audio.load(wav, CONFIG.sample_rate))
         expected = np.asarray(model.predict(model_inputs(matrix, config), verbose=0))[0]
         np.testing.assert_allclose(classifier.infer(matrix), expected, atol=1e-4)
 
