@@ -16,6 +16,7 @@ from edge.classifier import MAX_THREADS
 from edge.errors import SerEdgeError
 from edge.paths import read_regular_file
 from edge.registry import DEFAULT_MODEL
+from edge import speech_gate
 from edge.segmenter import SegmenterSettings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -28,9 +29,11 @@ BOUNDS = {
     "energy_threshold_db": (-100.0, 0.0),
     "min_speech_s": (0.0, 60.0),
     "max_silence_s": (0.02, 60.0),
+    "speech_threshold": (0.0, 1.0),
+    "uncertain_below": (0.0, 1.0),
 }
 MAX_CONFIG_BYTES = 1024 * 1024
-OPTIONAL = {"input_rate", "duration_s"}
+OPTIONAL = {"input_rate", "duration_s", "uncertain_below"}
 UNITS = {"input_rate": " Hz", "duration_s": " s", "energy_threshold_db": " dBFS", "min_speech_s": " s",
          "max_silence_s": " s"}
 
@@ -47,6 +50,8 @@ class ListenSettings:
     energy_threshold_db: float = SegmenterSettings.energy_threshold_db
     min_speech_s: float = SegmenterSettings.min_speech_s
     max_silence_s: float = SegmenterSettings.max_silence_s
+    speech_threshold: float = speech_gate.DEFAULT_THRESHOLD  # Silero speech probability a segment needs
+    uncertain_below: float | None = None  # None: the threshold the model file carries
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -67,7 +72,8 @@ class ListenSettings:
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(ListenSettings)}
-_NUMBER_KEYS = {"energy_threshold_db", "min_speech_s", "max_silence_s", "duration_s"}
+_NUMBER_KEYS = {"energy_threshold_db", "min_speech_s", "max_silence_s", "duration_s", "speech_threshold",
+                "uncertain_below"}
 _INT_KEYS = {"threads", "input_rate"}
 
 
