@@ -9,11 +9,14 @@ they did choose the epoch, so the figures are slightly optimistic), and picks:
     probability >= t are at least TARGET_ACCURACY (90 %) correct, counting
     only thresholds that keep at least MIN_ACCEPTED (10) predictions.
 
-Below t the runtime says "uncertain" (keeping its best guess).
-A model that never reaches the target (int8) gets 1.0: every label uncertain.
-The threshold, the rule and what it measured go into the metadata under ``uncertainty``, and
-the file is re-signed (edge/model_file.py checksums). ``models/export_shipped.sh``
-runs it after each variant's export, so every re-export measures it anew.
+Below t the runtime says "uncertain" (keeping its best guess). A model that
+never reaches the target (int8) gets 1.0: every label uncertain. The
+threshold, the rule and what it measured go into the metadata under
+``uncertainty``, and the file is re-signed (edge/model_file.py checksums).
+``ser-export`` does this itself whenever it is given the dataset
+(``--calibration-data``), before it writes the parity report, so every
+re-export (``models/export_shipped.sh``) measures it anew; this command
+re-measures an exported file on its own.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Choice:
     total: int
     overall_accuracy: float
     reached: bool  # False: no threshold reaches the target, so the threshold is 1.0 (all uncertain)
+
+    def describe(self, name: str, target: float = TARGET_ACCURACY) -> str:
+        reached = "" if self.reached else f" (no threshold reaches {100 * target:g} %: all uncertain)"
+        return (f"{name}: uncertain below {self.threshold:.4f}{reached}: {self.accepted} of {self.total} validation "
+                f"files at or above it, {100 * self.accepted_accuracy:.1f} % of them correct "
+                f"(all: {100 * self.overall_accuracy:.1f} %)")
 
     def record(self, target: float, min_accepted: int) -> dict:
         return {"threshold": round(self.threshold, 6), "rule": rule(target, min_accepted),
@@ -74,21 +83,27 @@ def choose_threshold(confidences: np.ndarray, correct: np.ndarray, target: float
                   float(correct.mean()), reached=True)
 
 
-def validation_predictions(model: Path, data_dir: Path, sidecar: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(top-1 probability, correct?) of ``model`` on every validation file the sidecar lists."""
+def validation_files(sidecar: Path) -> set[str]:
+    """The file names a training sidecar lists as its validation split."""
+    wanted = set(json.loads(sidecar.read_text()).get("validation_files") or [])
+    if not wanted:
+        raise SerEdgeError(f"{sidecar}: lists no validation_files")
+    return wanted
+
+
+def validation_predictions(model: Path, data_dir: Path, wanted: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 probability, correct?) of ``model`` on the validation files named in ``wanted``."""
     from edge import audio
     from edge.classifier import EmotionClassifier
     from edge.datasets import read_dataset
 
     classifier = EmotionClassifier(model)
-    info = json.loads(sidecar.read_text())
-    wanted = set(info.get("validation_files") or [])
     if not wanted:
-        raise SerEdgeError(f"{sidecar}: lists no validation_files")
+        raise SerEdgeError(f"{model}: the training sidecar lists no validation_files to measure on")
     utterances = [u for u in read_dataset(classifier.dataset, data_dir) if u.path.name in wanted]
     if len(utterances) != len(wanted):
-        raise SerEdgeError(f"{data_dir}: {len(wanted) - len(utterances)} of the {len(wanted)} validation files "
-                           f"listed in {sidecar.name} are missing")
+        raise SerEdgeError(f"{data_dir}: {len(wanted) - len(utterances)} of the model's {len(wanted)} "
+                           "validation files are missing")
     confidences, correct = [], []
     for utterance in utterances:
         prediction = classifier.classify(audio.load(utterance.path, classifier.sample_rate))
@@ -105,6 +120,15 @@ def default_sidecar(model: Path) -> Path:
     if not source:
         raise SerEdgeError(f"{model}: metadata names no source model; pass --sidecar")
     return model.with_name(Path(source).with_suffix(".json").name)
+
+
+def measure(model: Path, data_dir: Path, wanted: set[str], target: float = TARGET_ACCURACY,
+            min_accepted: int = MIN_ACCEPTED, write: bool = True) -> Choice:
+    """Choose ``model``'s threshold on its validation files and (``write``) record it in the file."""
+    choice = choose_threshold(*validation_predictions(model, data_dir, wanted), target, min_accepted)
+    if write:
+        write_threshold(model, choice.record(target, min_accepted))
+    return choice
 
 
 def write_threshold(model: Path, record: dict) -> None:
@@ -131,19 +155,12 @@ def main(argv=None) -> int:
     try:
         if not 0 < args.target_accuracy <= 1 or args.min_accepted < 1:
             raise SerEdgeError("--target-accuracy must be in (0, 1] and --min-accepted at least 1")
-        sidecar = args.sidecar or default_sidecar(args.model)
-        confidences, correct = validation_predictions(args.model, args.data_dir, sidecar)
-        choice = choose_threshold(confidences, correct, args.target_accuracy, args.min_accepted)
-        record = choice.record(args.target_accuracy, args.min_accepted)
-        if args.write:
-            write_threshold(args.model, record)
+        wanted = validation_files(args.sidecar or default_sidecar(args.model))
+        choice = measure(args.model, args.data_dir, wanted, args.target_accuracy, args.min_accepted, args.write)
     except (SerEdgeError, OSError, ValueError) as error:
         print(f"export.uncertainty: error: {error}", file=sys.stderr)
         return 2
-    reached = "" if choice.reached else f" (no threshold reaches {100 * args.target_accuracy:g} %: all uncertain)"
-    print(f"{args.model.name}: uncertain below {choice.threshold:.4f}{reached}: {choice.accepted} of {choice.total} "
-          f"validation files at or above it, {100 * choice.accepted_accuracy:.1f} % of them correct "
-          f"(all: {100 * choice.overall_accuracy:.1f} %){'; written' if args.write else ''}")
+    print(choice.describe(args.model.name, args.target_accuracy) + ("; written" if args.write else ""))
     return 0
 
 
