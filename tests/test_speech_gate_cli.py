@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,10 +13,11 @@ import soundfile
 
 from edge.judge import UNCERTAIN, model_threshold
 from edge.model_file import read_metadata
-from tests import signals
+from benchmarks import signals
 from tests.fixtures import RATE, SENTENCES, model_path
 
 SER_EDGE = [sys.executable, "-m", "edge.cli"]
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ CONFIG_KEYS = {
     "device": str,
     "jsonl": str,
     "energy_threshold_db": float,
+    "speech_threshold": float,
     "min_speech_s": float,
     "max_silence_s": float,
     "log_level": str,
