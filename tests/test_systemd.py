@@ -253,9 +253,11 @@ def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
 
     from tests.daemon_tools import SER_EDGE, pcm_bytes, summary_of
 
+    from tests.fixtures import SENTENCES, espeak
+
     jsonl = tmp_path / "utterances.jsonl"
-    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050)).astype(np.float32)
-    pcm = pcm_bytes(np.concatenate([tone, np.zeros(22050, dtype=np.float32)]))  # one utterance per write
+    speech = espeak(SENTENCES[0], tmp_path / "speech.wav")  # speech: a tone would not pass the speech gate
+    pcm = pcm_bytes(np.concatenate([speech, np.zeros(22050, dtype=np.float32)]))  # one utterance per write
     process = subprocess.Popen([*SER_EDGE, "listen", "--input", "-", "--jsonl", str(jsonl)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

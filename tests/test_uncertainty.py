@@ -12,7 +12,7 @@ from edge.errors import SerEdgeError
 from edge.judge import model_threshold
 from edge.model_file import read_metadata
 from edge.registry import shipped_dir
-from export.uncertainty import MIN_ACCEPTED, TARGET_ACCURACY, choose_threshold, default_sidecar, \
+from export.uncertainty import MIN_ACCEPTED, TARGET_ACCURACY, choose_threshold, default_sidecar, rule, \
     validation_files, validation_predictions
 from tests.conftest import shared_dataset_dir
 
@@ -72,7 +72,7 @@ def test_each_shipped_variant_carries_the_threshold_the_rule_gives_on_its_valida
         assert record["threshold"] == pytest.approx(choice.threshold, abs=1e-5), model.name
         assert (record["accepted"], record["validation_files"], record["target_reached"]) == \
                (choice.accepted, len(confidences), choice.reached)
-        assert (record["target_accuracy"], str(MIN_ACCEPTED)) == (TARGET_ACCURACY, record["rule"].split()[-4])
+        assert (record["target_accuracy"], record["rule"]) == (TARGET_ACCURACY, rule())
         if choice.reached:
             assert choice.accepted_accuracy >= TARGET_ACCURACY and choice.accepted >= MIN_ACCEPTED
 
