@@ -103,6 +103,7 @@ def guard_standard_streams() -> set[int]:
 def cmd_classify(args) -> int:
     from edge import audio, pieces
     from edge.classifier import EmotionClassifier
+    from edge.classify_rows import HEADER, as_json, as_row, warn_fallback
     from edge.judge import Judge
     from edge.registry import resolve_model
     from edge.settings import ListenSettings
@@ -118,8 +119,7 @@ def cmd_classify(args) -> int:
     limit(args.threads)  # BLAS too, whatever OPENBLAS_NUM_THREADS says (edge/threads.py)
     failures = 0
     if not args.json:
-        print(f"{'file':40} {'start s':>8} {'dur s':>6} {'speech':>6} {'label':10} {'p':>5} {'best guess':10} "
-              f"{'features ms':>11} {'inference ms':>12}")
+        print(HEADER)
     for path in args.files:
         try:
             found = pieces.split(audio.load(path, classifier.sample_rate), classifier.sample_rate,
@@ -132,42 +132,12 @@ def cmd_classify(args) -> int:
         note = found.describe(settings.segmenter)
         for number, (piece, judgement) in enumerate(results, 1):
             where = {"utterance": number, "utterances": len(results), "note": note} if found.segmented else {}
-            print(classify_json(path, piece, judgement, where) if args.json else classify_row(path, piece, judgement))
+            print(as_json(path, piece, judgement, where) if args.json else as_row(path, piece, judgement))
         if note and args.json and not results:
             print(json.dumps({"file": path, "label": None, "utterances": 0, "note": note}))
         elif note and not args.json:
             print(f"{path}: {note}")
     return 1 if failures else 0
-
-
-def warn_fallback(gate) -> None:
-    if getattr(gate, "reason", ""):  # once per run, not per file
-        print(f"ser-edge: warning: speech gate: {gate.reason}; using the energy gate: loud sounds count as speech",
-              file=sys.stderr)
-
-
-NO_SPEECH = "no speech found"
-
-
-def classify_row(path: str, piece, judgement) -> str:
-    speech = "-" if judgement.speech.probability is None else f"{judgement.speech.probability:.2f}"
-    head = f"{path[-40:]:40} {piece.start_s:8.2f} {piece.duration_s:6.2f} {speech:>6}"
-    prediction = judgement.prediction
-    if prediction is None:
-        return f"{head} {NO_SPEECH}"
-    return (f"{head} {judgement.label:10} {judgement.confidence:5.2f} {judgement.best_guess:10} "
-            f"{1e3 * prediction.features_s:11.2f} {1e3 * prediction.inference_s:12.2f}")
-
-
-def classify_json(path: str, piece, judgement, where: dict) -> str:
-    record = {"file": path, "start_s": round(piece.start_s, 3), "duration_s": round(piece.duration_s, 3),
-              **judgement.fields(), "speech_gate_s": judgement.speech.gate_s}
-    if judgement.prediction is not None:
-        record.update(features_s=judgement.prediction.features_s, inference_s=judgement.prediction.inference_s)
-    record.update(where)
-    if judgement.prediction is None:  # after the file's note: this is what the line is about
-        record["note"] = f"{NO_SPEECH}; {where['note']}" if where else NO_SPEECH
-    return json.dumps(record)
 
 
 def cmd_info(args) -> int:
