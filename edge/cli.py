@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     classify.add_argument("--threads", type=int, default=1, help="LiteRT and BLAS threads (default 1)")
     classify.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    add_judgement_flags(classify)
 
     info = commands.add_parser("info", help="what a model is: labels, variant, accuracy figures, size")
     info.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=model_help)
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--energy-threshold-db", type=float, help="speech above this RMS level (dBFS)")
     listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
     listen.add_argument("--max-silence-s", type=float, help="this much silence ends an utterance")
+    add_judgement_flags(listen)
     listen.add_argument("--log-level", choices=command.LOG_LEVELS)
     listen.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]",
                         help="also publish each utterance to this MQTT broker, with Home Assistant discovery")
@@ -59,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--mqtt-device-id", help="Home Assistant device id (default: the host name)")
     listen.add_argument("--mqtt-queue", type=int, help="events kept while the broker is unreachable (default 1000)")
     return parser
+
+
+def add_judgement_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speech-threshold", type=float,
+                        help="Silero speech probability a segment needs to be classified (default 0.5)")
+    parser.add_argument("--uncertain-below", type=float,
+                        help="label 'uncertain' below this top probability (default: the model's measured threshold)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,38 +111,36 @@ def guard_standard_streams() -> set[int]:
 def cmd_classify(args) -> int:
     from edge import audio, pieces
     from edge.classifier import EmotionClassifier
+    from edge.classify_rows import HEADER, as_json, as_row, warn_fallback
+    from edge.judge import Judge
     from edge.registry import resolve_model
-    from edge.segmenter import SegmenterSettings
+    from edge.settings import ListenSettings
+    from edge.speech_gate import load_gate
     from edge.threads import limit
 
+    # listen's defaults and bounds: a long file is split and gated as listen --input would do it
+    settings = ListenSettings(**{key: value for key, value in (("speech_threshold", args.speech_threshold),
+                                 ("uncertain_below", args.uncertain_below)) if value is not None})
     classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads)
+    judge = Judge(classifier, load_gate(settings.speech_threshold, settings.segmenter), settings.uncertain_below)
+    warn_fallback(judge.gate)
     limit(args.threads)  # BLAS too, whatever OPENBLAS_NUM_THREADS says (edge/threads.py)
-    vad = SegmenterSettings()  # listen's defaults: a long file is split as listen --input would split it
     failures = 0
     if not args.json:
-        print(f"{'file':40} {'start s':>8} {'dur s':>6} {'label':10} {'p':>5} {'features ms':>11} {'inference ms':>12}")
+        print(HEADER)
     for path in args.files:
         try:
             found = pieces.split(audio.load(path, classifier.sample_rate), classifier.sample_rate,
-                                 classifier.features.num_samples, vad)
-            results = [(piece, classifier.classify(piece.samples)) for piece in found.pieces]
+                                 classifier.features.num_samples, settings.segmenter)
+            results = [(piece, judge.judge(piece.samples)) for piece in found.pieces]
         except SerEdgeError as error:  # one bad file must not hide the others' results
             failures += 1
             print(f"ser-edge: error: {error}", file=sys.stderr)
             continue
-        note = found.describe(vad)
-        for number, (piece, prediction) in enumerate(results, 1):
-            if args.json:
-                record = {"file": path, "start_s": round(piece.start_s, 3), "duration_s": round(piece.duration_s, 3),
-                          "label": prediction.label, "probabilities": prediction.probabilities,
-                          "features_s": prediction.features_s, "inference_s": prediction.inference_s}
-                if found.segmented:
-                    record.update(utterance=number, utterances=len(results), note=note)
-                print(json.dumps(record))
-            else:
-                print(f"{path[-40:]:40} {piece.start_s:8.2f} {piece.duration_s:6.2f} {prediction.label:10} "
-                      f"{prediction.probabilities[prediction.label]:5.2f} {1e3 * prediction.features_s:11.2f} "
-                      f"{1e3 * prediction.inference_s:12.2f}")
+        note = found.describe(settings.segmenter)
+        for number, (piece, judgement) in enumerate(results, 1):
+            where = {"utterance": number, "utterances": len(results), "note": note} if found.segmented else {}
+            print(as_json(path, piece, judgement, where) if args.json else as_row(path, piece, judgement))
         if note and args.json and not results:
             print(json.dumps({"file": path, "label": None, "utterances": 0, "note": note}))
         elif note and not args.json:
@@ -150,6 +157,12 @@ def cmd_info(args) -> int:
     metadata = read_metadata(path)
     parity = model_summary.find_parity_report(path)
     print((model_summary.as_json if args.json else model_summary.summary)(path, metadata, parity))
+    if not args.json:
+        from edge.segmenter import SegmenterSettings
+        from edge.speech_gate import DEFAULT_THRESHOLD, load_gate
+
+        gate = load_gate(DEFAULT_THRESHOLD, SegmenterSettings())
+        print(f"speech gate: {gate.description}" + (f" ({gate.reason})" if getattr(gate, "reason", "") else ""))
     return 0
 
 

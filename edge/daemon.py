@@ -20,12 +20,14 @@ from datetime import datetime, timezone
 
 from edge.classifier import EmotionClassifier
 from edge.errors import SerEdgeError
+from edge.judge import Judge
 from edge.latency import LatencyStats
 from edge.notify import Notifier
 from edge.registry import resolve_model, thesis_seconds
 from edge.segmenter import Segment, Segmenter
 from edge.settings import ListenSettings
 from edge.sinks import LineSink, OutputClosed
+from edge.speech_gate import load_gate
 from edge.sources import AudioSource, DeviceLost, EndOfStream, StreamFailed, make_source
 from edge.threads import describe, limit
 
@@ -49,7 +51,12 @@ class Listener:
         self.latencies = LatencyStats()
         self.failed = 0  # utterances the model could not classify
         self.mqtt_settings = mqtt_settings_of(settings)  # before the model: a bad URL or credentials file fails fast
+        self.not_speech = 0  # segments the speech gate turned away
         self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads)
+        self.judge = Judge(self.classifier, load_gate(settings.speech_threshold, settings.segmenter),
+                           settings.uncertain_below)
+        if getattr(self.judge.gate, "reason", ""):  # said once, not per utterance
+            log.warning("speech gate: %s; using the energy gate: loud sounds count as speech", self.judge.gate.reason)
         # After the model loads, so every native library is there to be limited (edge/threads.py).
         self.thread_pools = limit(settings.threads)
         self.thesis_s = thesis_seconds(self.classifier.dataset)
@@ -78,8 +85,9 @@ class Listener:
             self.mqtt = start_publisher(self.mqtt_settings, self.classifier)
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
-        log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s", self.classifier.path.name,
-                 self.classifier.dataset, self.source.name, self.settings.threads, describe(self.thread_pools))
+        log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s; speech gate: %s; uncertain below %s",
+                 self.classifier.path.name, self.classifier.dataset, self.source.name, self.settings.threads,
+                 describe(self.thread_pools), self.judge.gate.description, self.judge.uncertain_below)
         failure: SerEdgeError | None = None
         try:
             try:
@@ -150,10 +158,16 @@ class Listener:
 
     def _classify(self, segment: Segment) -> None:
         try:
-            prediction = self.classifier.classify(segment.samples)
+            judgement = self.judge.judge(segment.samples)
         except SerEdgeError as error:  # e.g. non-finite output: skip this utterance, never write NaN
             self.failed += 1
             log.warning("utterance at %.2f s not classified: %s", segment.start_s, error)
+            return
+        prediction, gate_s = judgement.prediction, judgement.speech.gate_s
+        if prediction is None:  # noise, music, a tone: counted, not labelled
+            self.not_speech += 1
+            log.debug("%.2f s at %.2f s is not speech (speech probability %s)", segment.duration_s,
+                      segment.start_s, judgement.speech.probability)
             return
         processing = prediction.processing_s
         self.latencies.add(processing)
@@ -161,14 +175,14 @@ class Listener:
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "start_s": round(segment.start_s, 3),
             "duration_s": round(segment.duration_s, 3),
-            "label": prediction.label,
-            "probabilities": {k: round(v, 4) for k, v in prediction.probabilities.items()},
+            **judgement.fields(),
             "latency_s": {
                 "end_of_speech_wait": round(segment.end_wait_s, 4),
+                "speech_gate": round(gate_s, 6),
                 "features": round(prediction.features_s, 6),
                 "inference": round(prediction.inference_s, 6),
                 "processing": round(processing, 6),
-                "total": round(segment.end_wait_s + processing, 4),
+                "total": round(segment.end_wait_s + gate_s + processing, 4),
             },
             "thesis_pi_s": self.thesis_s,
             "processing_vs_thesis": round(processing / self.thesis_s, 6),
@@ -185,7 +199,7 @@ class Listener:
     def summary(self) -> dict:
         stats = {"utterances": self.latencies.count, "overflows": self.source.overflows,
                  "audio_s": round(self._samples / self.classifier.sample_rate, 3), "thesis_pi_s": self.thesis_s,
-                 "not_classified": self.failed,
+                 "not_classified": self.failed, "not_speech": self.not_speech, "speech_gate": self.judge.gate.name,
                  "unwritten_lines": {"stdout": self.stdout.unwritten, "jsonl": self.jsonl.unwritten if self.jsonl else 0}}
         stats.update(self.latencies.summary(self.thesis_s))
         if self.mqtt:

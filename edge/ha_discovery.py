@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from edge import __version__
 
 # The classifier's "not sure" state (issue 13, part 1): announced with the labels.
-UNCERTAIN = "uncertain"
+from edge.judge import UNCERTAIN  # the label the judge gives; announced as an event type
 ONLINE, OFFLINE = "online", "offline"
 TOPIC_ROOT = "ser-edge"
 OBJECT_ID = "emotion"

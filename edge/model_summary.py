@@ -81,6 +81,7 @@ def summary(path: Path, metadata: dict, parity: dict | None) -> str:
     rows += [("accuracy", line) for line in _accuracy_lines(training)] or [("accuracy", "not recorded in the file")]
     if parity is not None:
         rows.append(("vs Keras", _parity_line(parity)))
+    rows.append(("uncertain", _uncertainty_line(metadata.get("uncertainty"))))
     features = metadata.get("features") or {}
     if features.get("sample_rate") and features.get("num_samples"):
         rate, samples = features["sample_rate"], features["num_samples"]
@@ -122,6 +123,19 @@ def _accuracy_lines(training: dict) -> list[str]:
         lines.append(f"this model: {100 * training['validation_accuracy']:.1f} % on its validation split "
                      "(which chose its epoch)")
     return lines
+
+
+def _uncertainty_line(record) -> str:
+    if not isinstance(record, dict):
+        return "no threshold in the file: every label is given as the model's best guess"
+    try:
+        if not record["target_reached"]:
+            return (f"every label (no threshold reaches {100 * record['target_accuracy']:g} % on "
+                    f"{record['validation_files']} validation files; best guess kept)")
+        return (f"below {record['threshold']:.2f} top probability ({100 * record['accepted_accuracy']:.1f} % correct "
+                f"at or above it, {record['accepted']} of {record['validation_files']} validation files)")
+    except (KeyError, TypeError, ValueError):
+        return "threshold record present but incomplete"
 
 
 def _parity_line(parity: dict) -> str:

@@ -38,7 +38,8 @@ class Pieces:
             return (f"{self.file_s:.1f} s, longer than the model's {self.window_s:.2f} s window, and no speech "
                     f"above {settings.energy_threshold_db:g} dBFS in it: nothing classified")
         return (f"{self.file_s:.1f} s, longer than the model's {self.window_s:.2f} s window: "
-                f"{len(self.pieces)} utterance(s) classified one by one, split as ser-edge listen splits its input "
+                f"{len(self.pieces)} utterance(s), each checked for speech and classified one by one, split as "
+                f"ser-edge listen splits its input "
                 f"(speech above {settings.energy_threshold_db:g} dBFS, windows of at most {self.window_s:.2f} s)")
 
 

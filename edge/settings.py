@@ -18,6 +18,7 @@ from edge.command import LOG_LEVELS
 from edge.errors import SerEdgeError
 from edge.paths import read_regular_file
 from edge.registry import DEFAULT_MODEL
+from edge import speech_gate
 from edge.segmenter import SegmenterSettings
 
 # Inclusive bounds of every number. -100 dBFS, not lower: level_db() floors digital silence
@@ -30,9 +31,11 @@ BOUNDS = {
     "min_speech_s": (0.0, 60.0),
     "max_silence_s": (0.02, 60.0),
     "mqtt_queue": (1, 100_000),
+    "speech_threshold": (0.0, 1.0),
+    "uncertain_below": (0.0, 1.0),
 }
 MAX_CONFIG_BYTES = 1024 * 1024
-OPTIONAL = {"input_rate", "duration_s"}
+OPTIONAL = {"input_rate", "duration_s", "uncertain_below"}
 UNITS = {"input_rate": " Hz", "duration_s": " s", "energy_threshold_db": " dBFS", "min_speech_s": " s",
          "max_silence_s": " s"}
 
@@ -49,6 +52,8 @@ class ListenSettings:
     energy_threshold_db: float = SegmenterSettings.energy_threshold_db
     min_speech_s: float = SegmenterSettings.min_speech_s
     max_silence_s: float = SegmenterSettings.max_silence_s
+    speech_threshold: float = speech_gate.DEFAULT_THRESHOLD  # Silero speech probability a segment needs
+    uncertain_below: float | None = None  # None: the threshold the model file carries
     log_level: str = "info"
     # Home Assistant over MQTT (edge/mqtt_settings.py): off unless a broker URL is given.
     mqtt: str | None = None  # mqtt://HOST[:PORT]; "" or None: no MQTT

@@ -73,6 +73,11 @@ def export(args) -> None:
 
     if args.quantize == "int8":
         check_runs(args.out, np.concatenate([calibration, held_out]))
+    if args.calibration_data is not None:  # before the parity report, which records the final file's size
+        from export.uncertainty import measure
+
+        choice = measure(args.out, args.calibration_data, set(trained.info.get("validation_files") or []))
+        print(choice.describe(args.out.name) + "; recorded in the file")
     if args.report:
         from export.parity import parity_report, write_parity
         from models.train import predict

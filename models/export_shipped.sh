@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Export a shipped model in every variant with parity reports (the commands behind edge/shipped/).
+# Export a shipped model in every variant with parity reports (the commands behind edge/shipped/),
+# each with its "uncertain" threshold, which ser-export measures on the model's validation files and records
+# in the file (export/uncertainty.py states the rule; python -m export.uncertainty re-measures one file).
 # Usage: models/export_shipped.sh emodb ../shared/datasets/emodb
 # The .tflite files and the parity JSON that `ser-edge info` reads go to edge/shipped/ (the device
 # package); the readable parity reports stay with the Keras models in models/shipped/parity/.

@@ -12,10 +12,12 @@
    there: only the device dependencies, resolved as arm64 wheels.
 4. Runs ``ser-edge classify --json`` on the same files inside the root
    (aarch64, emulated) and here (this machine's Python), and compares: same
-   label on every file, every probability within ``--tolerance`` (0.02).
+   label on every file, every probability (the speech gate's too) within
+   ``--tolerance`` (0.02), the same speech gate (Silero or the fallback).
 
-Files: the ones given, or espeak-ng speech generated here plus a few RAVDESS
-and EMO-DB files from ../shared/datasets when that folder exists.
+Files: the ones given, or espeak-ng speech and seeded white noise generated
+here plus a few RAVDESS and EMO-DB files from ../shared/datasets when that
+folder exists.
 Exit 0 when both runs agree, 1 when they differ, 2 on any other error.
 Timings under emulation say nothing about a Raspberry Pi; none are reported.
 Needs root (mount, chroot), qemu-user-static, mmdebstrap, arch-test and network access
@@ -155,10 +157,27 @@ def default_files(work: Path) -> list[Path]:
         path = work / f"espeak{i}.wav"
         run(["espeak-ng", "-w", str(path), text], "espeak-ng")
         files.append(path)
+    files.append(white_noise(work / "white-noise.wav"))  # the speech gate must turn it away on both sides
     for pattern, count in (("ravdess/Actor_0[1-2]/*.*", 6), ("emodb/*.*", 3)):
         found = sorted(p for p in SHARED.glob(pattern) if p.suffix in (".wav", ".flac"))
         files += found[:: max(1, len(found) // count)][:count]
     return files
+
+
+def white_noise(path: Path, seconds: float = 3.0, rate: int = 22050) -> Path:
+    """Seeded uniform white noise as 16-bit PCM (standard library only: this script runs before any venv)."""
+    import random
+    import struct
+    import wave
+
+    generator = random.Random(20240611)
+    samples = [generator.randint(-16384, 16383) for _ in range(round(seconds * rate))]
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return path
 
 
 def classify_in_root(root: Path, files: list[Path], model: str) -> list[dict]:
@@ -191,6 +210,14 @@ def compare(here: list[dict], arm: list[dict], tolerance: float) -> tuple[list[s
         name = Path(a["file"]).name
         if a["label"] != b["label"]:
             problems.append(f"{name}: label {a['label']} here, {b['label']} on arm64")
+        speech_here, speech_arm = a.get("speech_probability"), b.get("speech_probability")
+        if (speech_here is None) != (speech_arm is None):  # Silero on one side, the energy fallback on the other
+            problems.append(f"{name}: speech gate {'energy' if speech_here is None else 'Silero'} here, "
+                            f"{'energy' if speech_arm is None else 'Silero'} on arm64")
+        elif speech_here is not None and abs(speech_here - speech_arm) > tolerance:
+            problems.append(f"{name}: speech probability {speech_here} here, {speech_arm} on arm64")
+        if "probabilities" not in a or "probabilities" not in b:  # not speech on a side: the label said so
+            continue
         if set(a["probabilities"]) != set(b["probabilities"]):
             problems.append(f"{name}: different label sets")
             continue

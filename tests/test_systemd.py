@@ -31,8 +31,9 @@ STATE_DIR = Path("/var/lib/ser-edge")
 MAX_EXPOSURE = 2.0
 # ListenSettings keys the service's config leaves out: those of one-off runs (a file or stdin, a duration).
 ONE_OFF_KEYS = {"input", "input_rate", "duration_s"}
-# Keys the config carries only as commented-out lines: MQTT is off until the user opts in.
-COMMENTED_KEYS = {key for key in typing.get_type_hints(ListenSettings) if key.startswith("mqtt")}
+# Keys the config carries only as commented-out lines: MQTT is off until the user opts in, and
+# uncertain_below defaults to the threshold the model file carries.
+COMMENTED_KEYS = {key for key in typing.get_type_hints(ListenSettings) if key.startswith("mqtt")} | {"uncertain_below"}
 # Every other key `ser-edge listen` reads, with its TOML type (from the settings' annotations).
 CONFIG_KEYS = {key: next(t for t in (*typing.get_args(hint), hint) if t is not type(None))
                for key, hint in typing.get_type_hints(ListenSettings).items()
@@ -325,9 +326,11 @@ def test_shipped_logrotate_rotates_a_running_daemon(tmp_path):
 
     from tests.daemon_tools import SER_EDGE, pcm_bytes, summary_of
 
+    from tests.fixtures import SENTENCES, espeak
+
     jsonl = tmp_path / "utterances.jsonl"
-    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(RATE) / RATE)).astype(np.float32)
-    pcm = pcm_bytes(np.concatenate([tone, np.zeros(RATE, dtype=np.float32)]))  # one utterance per write
+    speech = espeak(SENTENCES[0], tmp_path / "speech.wav")  # speech: a tone would not pass the speech gate
+    pcm = pcm_bytes(np.concatenate([speech, np.zeros(RATE, dtype=np.float32)]))  # one utterance per write
     process = subprocess.Popen([*SER_EDGE, "listen", "--input", "-", "--jsonl", str(jsonl)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

