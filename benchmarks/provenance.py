@@ -80,14 +80,9 @@ def model_provenance(model_path: Path, metadata: dict) -> Provenance:
 
 
 def _sidecar_path(model_path: Path, source_file: str) -> Path:
-    """``NAME.json`` beside the model; for a shipped model, beside its .keras in the training package."""
-    name = f"{Path(source_file).stem}.json"
-    beside = model_path.parent / name
-    if beside.exists() or model_path.resolve().parent != registry.shipped_dir().resolve():
-        return beside
     import models  # only its package folder: nothing heavy is imported
 
-    return models.shipped_dir() / name
+    return models.sidecar_path(model_path, source_file)
 
 
 def _lists(info: dict) -> dict[str, frozenset[str] | None]:

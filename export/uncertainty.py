@@ -119,7 +119,9 @@ def default_sidecar(model: Path) -> Path:
     source = (read_metadata(model).get("source_model") or {}).get("file")
     if not source:
         raise SerEdgeError(f"{model}: metadata names no source model; pass --sidecar")
-    return model.with_name(Path(source).with_suffix(".json").name)
+    import models
+
+    return models.sidecar_path(model, source)
 
 
 def measure(model: Path, data_dir: Path, wanted: set[str], target: float = TARGET_ACCURACY,

@@ -35,3 +35,17 @@ def shipped_dir() -> Path:
     Their .tflite exports live with the device package (``edge.registry.shipped_dir``).
     """
     return Path(str(resources.files(__name__) / "shipped"))
+
+
+def sidecar_path(model_path: Path, source_file: str) -> Path:
+    """A model's training sidecar (``NAME.json`` of its source ``NAME.keras``).
+
+    Beside the model, or, for a shipped .tflite in the device package, beside its .keras here.
+    """
+    from edge import registry
+
+    name = f"{Path(source_file).stem}.json"
+    beside = Path(model_path).parent / name
+    if beside.exists() or Path(model_path).resolve().parent != registry.shipped_dir().resolve():
+        return beside
+    return shipped_dir() / name

@@ -15,6 +15,7 @@ from edge.daemon import RECONNECT_DELAYS_S, Listener
 from edge.errors import SerEdgeError
 from edge.settings import ListenSettings
 from edge.sources import DeviceLost, EndOfStream
+from tests.fixtures import RATE, SENTENCES, espeak
 
 
 class FakeSource:
@@ -82,20 +83,21 @@ class RecordedNotifier:
         pass
 
 
-def utterance(rate: int, seconds: float = 1.0) -> list[np.ndarray]:
-    """A loud tone then enough silence to end it, in 50 ms chunks."""
-    t = np.arange(round(seconds * rate)) / rate
-    signal = np.concatenate([0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(2 * rate)]).astype(np.float32)
+def utterance(speech: np.ndarray, rate: int) -> list[np.ndarray]:
+    """Speech (it must pass the speech gate) then enough silence to end it, in 50 ms chunks."""
+    assert rate == RATE, "the fixture's speech is at the model's rate"
+    signal = np.concatenate([speech, np.zeros(2 * rate)]).astype(np.float32)
     block = rate // 20
     return [signal[i : i + block] for i in range(0, signal.size, block)]
 
 
-def test_a_lost_device_is_reopened_with_back_off_and_listening_goes_on(capfd):
+def test_a_lost_device_is_reopened_with_back_off_and_listening_goes_on(capfd, tmp_path):
     made = []
+    speech = espeak(SENTENCES[0], tmp_path / "speech.wav")
 
     def factory(settings: ListenSettings, rate: int) -> FakeSource:
         # Lost twice in a row (the second time while reopening fails), then found again.
-        script = [*utterance(rate), DeviceLost("fake microphone: unplugged"), *utterance(rate)]
+        script = [*utterance(speech, rate), DeviceLost("fake microphone: unplugged"), *utterance(speech, rate)]
         made.append(FakeSource(script, failing_opens={2}))
         return made[-1]
 
@@ -115,10 +117,17 @@ def test_a_lost_device_is_reopened_with_back_off_and_listening_goes_on(capfd):
     assert lines[1]["start_s"] > lines[0]["start_s"]
 
 
+def blips(rate: int) -> list[np.ndarray]:
+    """0.2 s of tone and 2 s of silence in 50 ms chunks: audio that flows (the gate may drop it)."""
+    t = np.arange(round(0.2 * rate)) / rate
+    signal = np.concatenate([0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(2 * rate)]).astype(np.float32)
+    return [signal[i : i + rate // 20] for i in range(0, signal.size, rate // 20)]
+
+
 def test_back_off_resets_after_audio_flows_again(capfd):
     def factory(settings: ListenSettings, rate: int) -> FakeSource:
         lost = DeviceLost("fake microphone: unplugged")
-        return FakeSource([*utterance(rate, 0.2), lost, *utterance(rate, 0.2), lost, *utterance(rate, 0.2)],
+        return FakeSource([*blips(rate), lost, *blips(rate), lost, *blips(rate)],
                           failing_opens=set())
 
     listener = Listener(ListenSettings(), notifier=RecordedNotifier(), source_factory=factory)
