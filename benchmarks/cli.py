@@ -19,11 +19,11 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from edge import command
-from edge.datasets import DATASETS, IEMOCAP_HELP, LABELS, read_audio_folder, read_dataset  # noqa: E402
-from edge.errors import SerEdgeError  # noqa: E402
-from edge.native_stderr import set_verbose  # noqa: E402
-from edge.registry import DEFAULT_MODEL, thesis_seconds  # noqa: E402
+from ser_edge.edge import command
+from ser_edge.edge.datasets import DATASETS, IEMOCAP_HELP, LABELS, read_audio_folder, read_dataset  # noqa: E402
+from ser_edge.edge.errors import SerEdgeError  # noqa: E402
+from ser_edge.edge.native_stderr import set_verbose  # noqa: E402
+from ser_edge.edge.registry import DEFAULT_MODEL, thesis_seconds  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,13 @@ def bench(args: argparse.Namespace, entered: float) -> int:
     used = utterances[: args.limit] if args.limit else utterances
     listed = time.perf_counter()
 
-    from benchmarks import host, report
-    from benchmarks.load import BusyLoad
-    from benchmarks.provenance import model_provenance
-    from benchmarks.run import litert_pipeline, measure
-    from edge import threads
-    from edge.classifier import EmotionClassifier
-    from edge.registry import resolve_model
+    from ser_edge.benchmarks import host, report
+    from ser_edge.benchmarks.load import BusyLoad
+    from ser_edge.benchmarks.provenance import model_provenance
+    from ser_edge.benchmarks.run import litert_pipeline, measure
+    from ser_edge.edge import threads
+    from ser_edge.edge.classifier import EmotionClassifier
+    from ser_edge.edge.registry import resolve_model
 
     model_path = resolve_model(args.model)
     classifier = EmotionClassifier(model_path, threads=args.threads)
@@ -164,7 +164,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.keras_model and not args.baseline:
         raise SerEdgeError("--keras-model goes with --baseline keras")
     if args.baseline:
-        from benchmarks.keras_baseline import check_available
+        from ser_edge.benchmarks.keras_baseline import check_available
 
         check_available()
         if args.keras_model is None:
@@ -221,9 +221,9 @@ def cold_start(first: dict, *, entered: float, checked: float, listed: float, lo
 
 def run_baseline(args: argparse.Namespace, used: list, litert, classifier) -> tuple[dict, dict]:
     """Keras graph mode, then eager mode, on the first --baseline-limit utterances of this run."""
-    from benchmarks import host, report
-    from benchmarks.keras_baseline import MODES, KerasBaseline
-    from benchmarks.run import measure
+    from ser_edge.benchmarks import host, report
+    from ser_edge.benchmarks.keras_baseline import MODES, KerasBaseline
+    from ser_edge.benchmarks.run import measure
 
     subset = used[: args.baseline_limit] if args.baseline_limit else used
     log.info("baseline: loading %s (TensorFlow, librosa)", args.keras_model)
@@ -285,8 +285,8 @@ def notes(results: dict) -> list[str]:
 
 
 def write_all(results: dict, litert, modes: dict | None, out: Path, data_dir: Path) -> list[str]:
-    from benchmarks import report
-    from benchmarks.plot import write_confusion_png, write_latency_png
+    from ser_edge.benchmarks import report
+    from ser_edge.benchmarks.plot import write_confusion_png, write_latency_png
 
     report.write_json(results, out / "results.json")
     report.write_markdown(results, out / "report.md")
@@ -316,7 +316,7 @@ def summarise(results: dict, out: Path, written: list[str]) -> None:
     print(f"WAR {100 * scores['war']:.2f} %, UAR {100 * scores['uar']:.2f} %" if scores
           else f"latency only: {results['accuracy_note']}")
     if scores:
-        from benchmarks.provenance import TITLES
+        from ser_edge.benchmarks.provenance import TITLES
 
         provenance = results["provenance"]
         for status, count in provenance["counts"].items():

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from edge import audio
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
+from ser_edge.edge import audio
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
 
 RATE = FeatureConfig().sample_rate  # espeak-ng writes 22,050 Hz, the model's rate
 SENTENCES = (

@@ -3,9 +3,9 @@ backend (scipy's pocketfft kernel alone, scipy.fft, numpy.fft), and
 python_speech_features; then the resident memory each edge backend costs, each
 in a fresh interpreter.
 
-    python -m benchmarks.frontend_bench [--repeat N] [--file PATH]
+    python -m ser_edge.benchmarks.frontend_bench [--repeat N] [--file PATH]
 
-The input is one utterance as the device sees it: decoded with edge.audio.load
+The input is one utterance as the device sees it: decoded with ser_edge.edge.audio.load
 (22,050 Hz mono) and fitted to 100,000 samples. Without --file it is an EMO-DB
 file from ../shared/datasets when present, else a seeded synthetic signal
 (voiced-like harmonics, amplitude modulation and noise). Every method runs once
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio, features, fft
-from edge.config import FeatureConfig
+from ser_edge.edge import audio, features, fft
+from ser_edge.edge.config import FeatureConfig
 
 CONFIG = FeatureConfig()
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     import python_speech_features  # noqa: F401
     import scipy
 
-    from edge import threads
+    from ser_edge.edge import threads
 
     pools = threads.limit(args.blas_threads) if args.blas_threads else threads.pools()
     signal, source = input_signal(args.file)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "submodules, edge's builds its cached window, mel filters and DCT matrix."
     )
     print()
-    print("Peak resident memory of a fresh interpreter that imports `edge.features`, selects the backend "
+    print("Peak resident memory of a fresh interpreter that imports `ser_edge.edge.features`, selects the backend "
           "and computes one MFCC matrix:")
     print()
     print("| FFT backend | peak RSS MiB | scipy modules imported |")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 BACKEND_MEMORY_SCRIPT = """
 import re, sys
 import numpy as np
-from edge import features
+from ser_edge.edge import features
 features.use_fft_backend(sys.argv[1])
 features.utterance_features(np.zeros(100_000, np.float32))
 status = open("/proc/self/status").read()

@@ -10,7 +10,7 @@ import resource
 import sys
 from pathlib import Path
 
-from edge.litert import runtime_name
+from ser_edge.edge.litert import runtime_name
 
 # /proc/cpuinfo on a Raspberry Pi has no "model name"; its "CPU part" names the core.
 ARM_CORES = {"0xd03": "Cortex-A53", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72",

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.run import Pipeline, labelled
-from edge import native_stderr
-from edge.errors import SerEdgeError
-from edge.features import fit_length, model_inputs
-from edge.pipeline import TimedPipeline
+from ser_edge.benchmarks.run import Pipeline, labelled
+from ser_edge.edge import native_stderr
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.features import fit_length, model_inputs
+from ser_edge.edge.pipeline import TimedPipeline
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class KerasBaseline:
 
     def __init__(self, keras_path: str | Path):
         check_available()
-        from export.keras_model import load_trained_model
+        from ser_edge.export.keras_model import load_trained_model
 
         # TensorFlow's oneDNN / CUDA / CPU-feature notices stay off stderr (ser-bench --verbose shows them):
         # they come at import, model load and device discovery, so all three happen inside the filter.
@@ -112,7 +112,7 @@ class KerasBaseline:
             self._tf.config.run_functions_eagerly(before)
 
     def info(self) -> dict:
-        from benchmarks.host import file_sha256
+        from ser_edge.benchmarks.host import file_sha256
 
         threading = self._tf.config.threading
         return {

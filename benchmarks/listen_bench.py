@@ -1,6 +1,6 @@
 """Cold start to READY=1 and resident memory of ``ser-edge listen``, on a fake ALSA microphone.
 
-    python -m benchmarks.listen_bench [--model NAME] [--runs 5]
+    python -m ser_edge.benchmarks.listen_bench [--model NAME] [--runs 5]
 
 Needs espeak-ng and PortAudio. The microphone is ALSA's ``file`` plugin fed
 with espeak-ng speech (``benchmarks/fake_microphone.py``); READY=1 is read
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.fake_microphone import RATE, alsa_fake_microphone, espeak_available, speech_with_pauses
+from ser_edge.benchmarks.fake_microphone import RATE, alsa_fake_microphone, espeak_available, speech_with_pauses
 
 TEXT = "I can't believe it. This is wonderful news, thank you so much."
 

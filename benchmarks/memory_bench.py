@@ -1,6 +1,6 @@
 """Where the resident memory of ``ser-edge listen`` goes: per import step, per component alone, per mapping.
 
-    python -m benchmarks.memory_bench [--model ravdess] [--runs 3] [--out benchmarks/results/memory.md]
+    python -m ser_edge.benchmarks.memory_bench [--model ravdess] [--runs 3] [--out benchmarks/results/memory.md]
 
 1. Steps: one fresh interpreter does what ``ser-edge listen`` does, in its
    order when it listens to a microphone (numpy, the FFT kernel, soxr,
@@ -35,16 +35,16 @@ from pathlib import Path
 STEPS = [
     ("Python, stdlib used by ser-edge", "import argparse, json, logging, signal, threading, tomllib, datetime"),
     ("numpy (and its OpenBLAS)", "import numpy"),
-    ("FFT kernel + features (edge.features)", "import edge.features"),
+    ("FFT kernel + features (ser_edge.edge.features)", "import ser_edge.edge.features"),
     ("soxr", "import soxr"),
-    ("LiteRT interpreter module", "from edge.litert import interpreter_class; interpreter_class()"),
-    ("threadpoolctl + limit", "from edge.threads import limit; limit(1)"),
+    ("LiteRT interpreter module", "from ser_edge.edge.litert import interpreter_class; interpreter_class()"),
+    ("threadpoolctl + limit", "from ser_edge.edge.threads import limit; limit(1)"),
     ("model loaded (interpreter, tensors)",
-     "from edge.classifier import EmotionClassifier; from edge.registry import resolve_model; "
+     "from ser_edge.edge.classifier import EmotionClassifier; from ser_edge.edge.registry import resolve_model; "
      "classifier = EmotionClassifier(resolve_model(MODEL))"),
     ("first classification (features + invoke)",
      "import numpy as np; classifier.classify(np.sin(np.arange(100_000, dtype=np.float32) * 0.05) * 0.3)"),
-    ("daemon modules (edge.daemon, edge.sources)", "import edge.daemon"),
+    ("daemon modules (ser_edge.edge.daemon, ser_edge.edge.sources)", "import ser_edge.edge.daemon"),
     ("sounddevice (PortAudio)", "import sounddevice"),
 ]
 # Not on the microphone path: only `--input FILE` and `ser-edge classify` decode files.
@@ -113,7 +113,7 @@ def smaps_by_mapping(pid: int) -> Counter:
 
 def listen_peak(model: str) -> tuple[float, float, Counter]:
     """A real `ser-edge listen` on the fake microphone: its VmHWM, its highest sampled RSS and smaps there (MiB)."""
-    from benchmarks.listen_bench import fake_microphone
+    from ser_edge.benchmarks.listen_bench import fake_microphone
 
     with tempfile.TemporaryDirectory() as tmp:
         mic = fake_microphone(Path(tmp))

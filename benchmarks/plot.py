@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import STAGE_TITLES
-from benchmarks.run import STAGES, Measurement
+from ser_edge.benchmarks.report import STAGE_TITLES
+from ser_edge.benchmarks.run import STAGES, Measurement
 
 log = logging.getLogger(__name__)
 

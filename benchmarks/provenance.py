@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge import registry
+from ser_edge.edge import registry
 
 STATUSES = ("training", "validation", "unseen", "unknown")
 TITLES = {
@@ -80,7 +80,7 @@ def model_provenance(model_path: Path, metadata: dict) -> Provenance:
 
 
 def _sidecar_path(model_path: Path, source_file: str) -> Path:
-    import models  # only its package folder: nothing heavy is imported
+    from ser_edge import models  # only its package folder: nothing heavy is imported
 
     return models.sidecar_path(model_path, source_file)
 

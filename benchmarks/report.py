@@ -6,11 +6,11 @@ import csv
 import json
 from pathlib import Path
 
-from benchmarks.provenance import STATUSES, TITLES, Provenance
-from benchmarks.run import STAGES, Measurement
-from benchmarks.stats import accuracy, summary
-from edge import atomic
-from edge.registry import THESIS_PI_SECONDS
+from ser_edge.benchmarks.provenance import STATUSES, TITLES, Provenance
+from ser_edge.benchmarks.run import STAGES, Measurement
+from ser_edge.benchmarks.stats import accuracy, summary
+from ser_edge.edge import atomic
+from ser_edge.edge.registry import THESIS_PI_SECONDS
 
 FORMAT = 1
 STAGE_TITLES = {"decode_resample": "decode + resample", "features": "features (MFCC)",

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio
-from edge.datasets import Utterance
-from edge.errors import SerEdgeError
-from edge.pipeline import DECODE, FEATURES, INFERENCE, TimedPipeline
+from ser_edge.edge import audio
+from ser_edge.edge.datasets import Utterance
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.pipeline import DECODE, FEATURES, INFERENCE, TimedPipeline
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Measurement:
 
 
 def litert_pipeline(classifier) -> Pipeline:
-    """edge.audio.load -> edge.features.utterance_features -> classifier.infer, timed per stage."""
+    """ser_edge.edge.audio.load -> ser_edge.edge.features.utterance_features -> classifier.infer, timed per stage."""
     rate = classifier.sample_rate
     return labelled(classifier.pipeline(lambda path: audio.load(path, rate)), classifier.labels, rate)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio
-from edge.errors import SerEdgeError
+from ser_edge.edge import audio
+from ser_edge.edge.errors import SerEdgeError
 
 SEED = 20240611
 # Several voices and languages talking at once, each a different sentence: "babble".

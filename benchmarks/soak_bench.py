@@ -4,7 +4,7 @@ Counts utterances written in and JSON lines out, and samples the daemon's
 resident memory against audio time. Not part of the test suite (minutes of
 CPU); its report is committed in benchmarks/results/soak.md.
 
-    python -m benchmarks.soak_bench --hours 24 --out benchmarks/results/soak
+    python -m ser_edge.benchmarks.soak_bench --hours 24 --out benchmarks/results/soak
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import audio
+from ser_edge.edge import audio
 
 RATE = 22050
 # Short sentences (one model window each) without pauses long enough to end an utterance.
@@ -51,7 +51,7 @@ def soak(hours: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as folder:
         pool = sentence_pool(Path(folder))
-    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "listen", "--input", "-", "--log-level", "warning"],
+    process = subprocess.Popen([sys.executable, "-m", "ser_edge.edge.cli", "listen", "--input", "-", "--log-level", "warning"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines_out = [0]
     bad_lines = [0]
@@ -136,7 +136,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak"))
     args = parser.parse_args()
     result = soak(args.hours, args.seed)
-    write_report(result, args.out, f"python -m benchmarks.soak_bench --hours {args.hours:g} --seed {args.seed}")
+    write_report(result, args.out, f"python -m ser_edge.benchmarks.soak_bench --hours {args.hours:g} --seed {args.seed}")
     print(json.dumps({k: v for k, v in result.items() if k != "rss_mib"}, indent=2))
     lost = result["utterances_in"] != result["lines_out"] or result["invalid_json_lines"] or result["exit_code"]
     return 1 if lost else 0

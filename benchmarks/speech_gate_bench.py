@@ -1,6 +1,6 @@
 """What the speech gate lets through: generated non-speech, espeak-ng speech, and real dataset speech.
 
-``python -m benchmarks.speech_gate_bench [--data-dir ../shared/datasets] [--out benchmarks/results/speech_gate.md]``
+``python -m ser_edge.benchmarks.speech_gate_bench [--data-dir ../shared/datasets] [--out benchmarks/results/speech_gate.md]``
 
 For each signal: Silero's speech probability (edge/speech_gate.py), whether
 the Silero gate passes it, whether the energy gate (the fallback) would, and,
@@ -17,15 +17,15 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import signals
-from benchmarks.host import cpu_model
-from edge import audio
-from edge.classifier import EmotionClassifier
-from edge.datasets import read_dataset
-from edge.judge import Judge
-from edge.registry import resolve_model, shipped_dir
-from edge.segmenter import SegmenterSettings
-from edge.speech_gate import DEFAULT_THRESHOLD, EnergyGate, SileroGate
+from ser_edge.benchmarks import signals
+from ser_edge.benchmarks.host import cpu_model
+from ser_edge.edge import audio
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.datasets import read_dataset
+from ser_edge.edge.judge import Judge
+from ser_edge.edge.registry import resolve_model, shipped_dir
+from ser_edge.edge.segmenter import SegmenterSettings
+from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, EnergyGate, SileroGate
 
 SECONDS = 4.0
 
@@ -64,7 +64,7 @@ def dataset_rows(gate: SileroGate, data_dir: Path, rate: int) -> list[dict]:
 
 def markdown(signal_table: list[dict], datasets: list[dict], gate: SileroGate, model: str) -> str:
     lines = ["# Speech gate: what passes", "",
-             f"`python -m benchmarks.speech_gate_bench` on {cpu_model()} ({platform.machine()}, "
+             f"`python -m ser_edge.benchmarks.speech_gate_bench` on {cpu_model()} ({platform.machine()}, "
              f"Python {platform.python_version()}); gate: {gate.description}; model "
              f"`{model}`. Signals of {SECONDS:g} s at 22,050 Hz (espeak-ng sentences as long as they are), "
              "peak 0.5 unless clipped; `benchmarks/signals.py` makes them.", "",
@@ -83,7 +83,7 @@ def markdown(signal_table: list[dict], datasets: list[dict], gate: SileroGate, m
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speech_gate_bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m ser_edge.benchmarks.speech_gate_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="shared datasets folder (emodb/, ravdess/)")
     parser.add_argument("--model", default="ravdess")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge import scores
+from ser_edge.edge import scores
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -26,7 +26,7 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 
 
 def accuracy(true: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict:
-    """WAR, UAR (``edge.scores``), per-class recall (None for a class absent from ``true``), confusion.
+    """WAR, UAR (``ser_edge.edge.scores``), per-class recall (None for a class absent from ``true``), confusion.
 
     ``confusion[i][j]`` counts utterances of class i predicted as class j.
     """

@@ -1,6 +1,6 @@
 """The four shipped variants of one model, timed side by side in one run.
 
-    python -m benchmarks.variants_bench --model emodb --data-dir ../shared/datasets/emodb [--items 40] [--rounds 5]
+    python -m ser_edge.benchmarks.variants_bench --model emodb --data-dir ../shared/datasets/emodb [--items 40] [--rounds 5]
 
 Every variant invokes the same real feature matrices (the first ``--items``
 utterances of the dataset, sorted by path, decoded and featurised once), at one
@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from edge import audio, datasets, features
-from edge import command
-from edge.classifier import EmotionClassifier
-from edge.registry import VARIANTS, resolve_model
+from ser_edge.edge import audio, datasets, features
+from ser_edge.edge import command
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.registry import VARIANTS, resolve_model
 
 
 def main(argv: list[str] | None = None) -> int:

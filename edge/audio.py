@@ -16,8 +16,8 @@ import soxr
 # soundfile (libsndfile, about 3 MiB resident) is imported where a file is decoded: the daemon
 # listening to a microphone never decodes one (benchmarks/memory_bench.py).
 
-from edge.errors import SerEdgeError
-from edge.paths import open_regular_file
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import open_regular_file
 
 DEFAULT_SAMPLE_RATE = 22050
 # Header values past these are damaged or hostile files: a 40 KB WAV declaring 1 Hz

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import features as frontend
-from edge import native_stderr
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
-from edge.litert import interpreter_class
-from edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
-from edge.pipeline import FEATURES, INFERENCE, TimedPipeline
+from ser_edge.edge import features as frontend
+from ser_edge.edge import native_stderr
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.litert import interpreter_class
+from ser_edge.edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
+from ser_edge.edge.pipeline import FEATURES, INFERENCE, TimedPipeline
 
 MAX_THREADS = 64  # LiteRT crashes on absurd counts (100000: SIGSEGV); a Pi has 4 cores
 

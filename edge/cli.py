@@ -7,11 +7,11 @@ import json
 import os
 import sys
 
-from edge import __version__
-from edge import command
-from edge.errors import SerEdgeError
-from edge.native_stderr import set_verbose
-from edge.registry import DEFAULT_MODEL, model_choices
+from ser_edge.edge import __version__
+from ser_edge.edge import command
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.native_stderr import set_verbose
+from ser_edge.edge.registry import DEFAULT_MODEL, model_choices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,14 +109,14 @@ def guard_standard_streams() -> set[int]:
 
 
 def cmd_classify(args) -> int:
-    from edge import audio, pieces
-    from edge.classifier import EmotionClassifier
-    from edge.classify_rows import HEADER, as_json, as_row, warn_fallback
-    from edge.judge import Judge
-    from edge.registry import resolve_model
-    from edge.settings import ListenSettings
-    from edge.speech_gate import load_gate
-    from edge.threads import limit
+    from ser_edge.edge import audio, pieces
+    from ser_edge.edge.classifier import EmotionClassifier
+    from ser_edge.edge.classify_rows import HEADER, as_json, as_row, warn_fallback
+    from ser_edge.edge.judge import Judge
+    from ser_edge.edge.registry import resolve_model
+    from ser_edge.edge.settings import ListenSettings
+    from ser_edge.edge.speech_gate import load_gate
+    from ser_edge.edge.threads import limit
 
     # listen's defaults and bounds: a long file is split and gated as listen --input would do it
     settings = ListenSettings(**{key: value for key, value in (("speech_threshold", args.speech_threshold),
@@ -149,17 +149,17 @@ def cmd_classify(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from edge import model_summary
-    from edge.model_file import read_metadata
-    from edge.registry import resolve_model
+    from ser_edge.edge import model_summary
+    from ser_edge.edge.model_file import read_metadata
+    from ser_edge.edge.registry import resolve_model
 
     path = resolve_model(args.model)
     metadata = read_metadata(path)
     parity = model_summary.find_parity_report(path)
     print((model_summary.as_json if args.json else model_summary.summary)(path, metadata, parity))
     if not args.json:
-        from edge.segmenter import SegmenterSettings
-        from edge.speech_gate import DEFAULT_THRESHOLD, load_gate
+        from ser_edge.edge.segmenter import SegmenterSettings
+        from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, load_gate
 
         gate = load_gate(DEFAULT_THRESHOLD, SegmenterSettings())
         print(f"speech gate: {gate.description}" + (f" ({gate.reason})" if getattr(gate, "reason", "") else ""))
@@ -167,7 +167,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from edge.sources import import_sounddevice, input_devices, no_microphone_report
+    from ser_edge.edge.sources import import_sounddevice, input_devices, no_microphone_report
 
     sd = import_sounddevice()
     try:
@@ -187,8 +187,8 @@ def cmd_devices(args) -> int:
 
 
 def cmd_listen(args) -> int:
-    from edge.daemon import run_listen
-    from edge.settings import KEYS, load_settings
+    from ser_edge.edge.daemon import run_listen
+    from ser_edge.edge.settings import KEYS, load_settings
 
     overrides = {key: getattr(args, key) for key in KEYS if hasattr(args, key)}  # a flag per settings key
     settings = load_settings(args.config, overrides)

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 USER_ERROR = 2  # exit status of a SerEdgeError

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 REVERSE_AXES = ("time", "coefficients")
 # What any plausible speech model uses; far outside means a damaged file, not a choice.

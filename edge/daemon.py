@@ -18,18 +18,18 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from edge.classifier import EmotionClassifier
-from edge.errors import SerEdgeError
-from edge.judge import Judge
-from edge.latency import LatencyStats
-from edge.notify import Notifier
-from edge.registry import resolve_model, thesis_seconds
-from edge.segmenter import Segment, Segmenter
-from edge.settings import ListenSettings
-from edge.sinks import LineSink, OutputClosed
-from edge.speech_gate import load_gate
-from edge.sources import AudioSource, DeviceLost, EndOfStream, StreamFailed, make_source
-from edge.threads import describe, limit
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.judge import Judge
+from ser_edge.edge.latency import LatencyStats
+from ser_edge.edge.notify import Notifier
+from ser_edge.edge.registry import resolve_model, thesis_seconds
+from ser_edge.edge.segmenter import Segment, Segmenter
+from ser_edge.edge.settings import ListenSettings
+from ser_edge.edge.sinks import LineSink, OutputClosed
+from ser_edge.edge.speech_gate import load_gate
+from ser_edge.edge.sources import AudioSource, DeviceLost, EndOfStream, StreamFailed, make_source
+from ser_edge.edge.threads import describe, limit
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +217,15 @@ def mqtt_settings_of(settings: ListenSettings):
     """The broker settings when --mqtt / ``mqtt`` is set, else None (paho is then never imported)."""
     if not settings.mqtt:
         return None
-    from edge.mqtt_settings import mqtt_settings
+    from ser_edge.edge.mqtt_settings import mqtt_settings
 
     return mqtt_settings(settings.mqtt, credentials=settings.mqtt_credentials, device_id=settings.mqtt_device_id,
                          discovery_prefix=settings.mqtt_discovery_prefix, queue_size=settings.mqtt_queue)
 
 
 def start_publisher(mqtt_settings, classifier: EmotionClassifier):
-    from edge.ha_discovery import Announcement
-    from edge.mqtt_publisher import MqttPublisher
+    from ser_edge.edge.ha_discovery import Announcement
+    from ser_edge.edge.mqtt_publisher import MqttPublisher
 
     announcement = Announcement(device_id=mqtt_settings.device_id, labels=classifier.labels,
                                 model=f"{classifier.path.name} ({classifier.dataset})",

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 # What libsndfile decodes, by the usual file names (MP3 needs libsndfile 1.1 or later).

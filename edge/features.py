@@ -5,7 +5,7 @@
 128 Slaney mel bands, ``power_to_db(ref=1, amin=1e-10, top_db=80)``, DCT-II
 ortho) to about 1e-4, because the mel and log steps run in float64 where
 librosa uses float32. The real FFT comes from
-``edge.fft``: scipy's pocketfft kernel where installed, which makes the whole
+``ser_edge.edge.fft``: scipy's pocketfft kernel where installed, which makes the whole
 MFCC more than twice as fast as ``numpy.fft`` (see README); numpy is the
 fallback.
 """
@@ -16,9 +16,9 @@ import functools
 
 import numpy as np
 
-from edge import fft
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
+from ser_edge.edge import fft
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
 
 FFT_BACKEND, _rfft = fft.best_available()
 DEFAULT_CONFIG = FeatureConfig()

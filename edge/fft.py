@@ -2,7 +2,7 @@
 
 - ``pocketfft``: scipy's compiled pocketfft kernel, loaded on its own. It
   vectorises batches of transforms, which makes the whole MFCC more than
-  twice as fast as with ``numpy.fft`` (``python -m benchmarks.frontend_bench``
+  twice as fast as with ``numpy.fft`` (``python -m ser_edge.benchmarks.frontend_bench``
   measures both). Importing ``scipy.fft`` to get it would also import
   scipy.special and OpenBLAS: about 20 MiB more resident memory (same
   benchmark) for nothing the device uses.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 BACKENDS = ("pocketfft", "scipy", "numpy")
 RealFFT = Callable[[np.ndarray], np.ndarray]  # rfft along the last axis

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge import __version__
+from ser_edge.edge import __version__
 
 # The classifier's "not sure" state (issue 13, part 1): announced with the labels.
-from edge.judge import UNCERTAIN  # the label the judge gives; announced as an event type
+from ser_edge.edge.judge import UNCERTAIN  # the label the judge gives; announced as an event type
 ONLINE, OFFLINE = "online", "offline"
 TOPIC_ROOT = "ser-edge"
 OBJECT_ID = "emotion"

@@ -4,7 +4,7 @@ A segment that the gate does not call speech is not classified. A classified
 segment whose top probability is below the model's uncertainty threshold is
 labelled ``uncertain``; the argmax is kept as ``best_guess``. The threshold
 comes from the model's metadata (measured on its validation files by
-``python -m export.uncertainty``) unless the settings override it.
+``python -m ser_edge.export.uncertainty``) unless the settings override it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.classifier import EmotionClassifier, Prediction
-from edge.errors import SerEdgeError
-from edge.speech_gate import EnergyGate, SileroGate, SpeechVerdict
+from ser_edge.edge.classifier import EmotionClassifier, Prediction
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.speech_gate import EnergyGate, SileroGate, SpeechVerdict
 
 UNCERTAIN = "uncertain"
 

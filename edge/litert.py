@@ -6,7 +6,7 @@ frozen ``tflite_runtime`` 2.14 only where it is all that is installed.
 
 from __future__ import annotations
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 INSTALL_HINT = "pip install ai-edge-litert  (or, on old systems, tflite-runtime with numpy<2)"
 

@@ -12,8 +12,8 @@ import json
 import struct
 from pathlib import Path
 
-from edge.errors import SerEdgeError
-from edge.paths import read_regular_file
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import read_regular_file
 
 METADATA_NAME = "ser_edge"  # the entry our exporter writes
 FORMAT = 1  # the layout of that entry ser-export writes; the only one this runtime reads

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge.registry import VARIANT_KINDS
+from ser_edge.edge.registry import VARIANT_KINDS
 
 # What the README promises of a variant: top-1 agreement with the Keras model
 # and accuracy lost on the held-out split (the speed target needs float32's report too).

@@ -21,9 +21,9 @@ import threading
 import time
 from collections import deque
 
-from edge.errors import SerEdgeError
-from edge.ha_discovery import OFFLINE, ONLINE, Announcement
-from edge.mqtt_settings import PASSWORD_ENV, USERNAME_ENV, MqttSettings
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.ha_discovery import OFFLINE, ONLINE, Announcement
+from ser_edge.edge.mqtt_settings import PASSWORD_ENV, USERNAME_ENV, MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edge.errors import SerEdgeError
-from edge.paths import read_regular_file
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import read_regular_file
 
 DEFAULT_PORT = 1883
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"

@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.segmenter import Segmenter, SegmenterSettings
+from ser_edge.edge.segmenter import Segmenter, SegmenterSettings
 
 
 @dataclass(frozen=True)

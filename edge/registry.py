@@ -8,8 +8,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from edge.errors import SerEdgeError
-from edge.paths import check_regular_file, exists
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import check_regular_file, exists
 
 DEFAULT_MODEL = "ravdess"
 DEFAULT_VARIANT = "dynamic"  # fastest measured at 100 % agreement: see README

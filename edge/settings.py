@@ -12,14 +12,14 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.audio import MAX_RATE, MIN_RATE
-from edge.classifier import MAX_THREADS
-from edge.command import LOG_LEVELS
-from edge.errors import SerEdgeError
-from edge.paths import read_regular_file
-from edge.registry import DEFAULT_MODEL
-from edge import speech_gate
-from edge.segmenter import SegmenterSettings
+from ser_edge.edge.audio import MAX_RATE, MIN_RATE
+from ser_edge.edge.classifier import MAX_THREADS
+from ser_edge.edge.command import LOG_LEVELS
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import read_regular_file
+from ser_edge.edge.registry import DEFAULT_MODEL
+from ser_edge.edge import speech_gate
+from ser_edge.edge.segmenter import SegmenterSettings
 
 # Inclusive bounds of every number. -100 dBFS, not lower: level_db() floors digital silence
 # at -120 dBFS, so a threshold there would call silence speech.

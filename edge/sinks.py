@@ -14,8 +14,8 @@ import os
 import stat
 import time
 
-from edge.errors import SerEdgeError
-from edge.paths import os_reason
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import os_reason
 
 log = logging.getLogger(__name__)
 

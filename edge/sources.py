@@ -14,9 +14,9 @@ from typing import Protocol
 import numpy as np
 import soxr
 
-from edge import audio
-from edge.errors import SerEdgeError
-from edge.paths import os_reason
+from ser_edge.edge import audio
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.paths import os_reason
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.audio import resample
-from edge.segmenter import Segmenter, SegmenterSettings
+from ser_edge.edge.audio import resample
+from ser_edge.edge.segmenter import Segmenter, SegmenterSettings
 
 VAD_RATE = 16_000  # the Silero model's rate
 VAD_FRAME = 512  # samples per Silero frame at VAD_RATE (32 ms), fixed by the model

@@ -25,7 +25,7 @@ limited.
 
 from __future__ import annotations
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 
 def limit(count: int) -> list[dict]:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import atomic
-from edge import command
-from edge.datasets import DATASETS, LABELS, read_dataset
-from edge.errors import SerEdgeError
-from edge.registry import VARIANTS
+from ser_edge.edge import atomic
+from ser_edge.edge import command
+from ser_edge.edge.datasets import DATASETS, LABELS, read_dataset
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.registry import VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Its own progress and the feature cache's, not TensorFlow's INFO records.
-    from models import feature_cache
+    from ser_edge.models import feature_cache
 
     for logger in (__package__, feature_cache.__name__):
         command.log_to_stderr("info", logger=logger)
@@ -54,9 +54,9 @@ def export(args) -> None:
     if args.report and args.calibration_data is None:
         raise SerEdgeError("a parity report needs held-out real features: pass --calibration-data DIR --dataset NAME")
 
-    from export.convert import convert
-    from export.keras_model import load_trained_model
-    from export.metadata import build_metadata, embed
+    from ser_edge.export.convert import convert
+    from ser_edge.export.keras_model import load_trained_model
+    from ser_edge.export.metadata import build_metadata, embed
 
     trained = load_trained_model(args.model)
     calibration = held_out = held_out_labels = None
@@ -74,13 +74,13 @@ def export(args) -> None:
     if args.quantize == "int8":
         check_runs(args.out, np.concatenate([calibration, held_out]))
     if args.calibration_data is not None:  # before the parity report, which records the final file's size
-        from export.uncertainty import measure
+        from ser_edge.export.uncertainty import measure
 
         choice = measure(args.out, args.calibration_data, set(trained.info.get("validation_files") or []))
         print(choice.describe(args.out.name) + "; recorded in the file")
     if args.report:
-        from export.parity import parity_report, write_parity
-        from models.train import predict
+        from ser_edge.export.parity import parity_report, write_parity
+        from ser_edge.models.train import predict
 
         keras_probabilities = predict(trained.model, held_out, trained.features)
         report = parity_report(args.out, keras_probabilities, held_out, held_out_labels, trained.label_names, record)
@@ -91,7 +91,7 @@ def export(args) -> None:
 
 def real_features(trained, args):
     """(calibration, held_out, held_out_labels): stratified training items and the validation split."""
-    from models.feature_cache import load_features
+    from ser_edge.models.feature_cache import load_features
 
     if tuple(LABELS[args.dataset]) != trained.label_names:
         raise SerEdgeError(f"--dataset {args.dataset} labels {LABELS[args.dataset]} do not match the model's "
@@ -118,7 +118,7 @@ def real_features(trained, args):
 
 def check_runs(path: Path, features: np.ndarray) -> None:
     """Invoke the exported model on every given item: int8 must run, not only convert."""
-    from edge.classifier import EmotionClassifier
+    from ser_edge.edge.classifier import EmotionClassifier
 
     classifier = EmotionClassifier(path)
     for matrix in features:

@@ -8,10 +8,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from edge.errors import SerEdgeError
-from edge.features import model_inputs
-from edge.registry import VARIANTS
-from export.keras_model import TrainedModel
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.features import model_inputs
+from ser_edge.edge.registry import VARIANTS
+from ser_edge.export.keras_model import TrainedModel
 
 QUANTIZATIONS = VARIANTS  # every variant a shipped model comes in
 OUTPUT_NAME = "probabilities"
@@ -105,7 +105,7 @@ def _float_layer_names(model) -> dict[str, list[str]]:
     """Keras layer names of each part in FLOAT_LAYER_REASONS, found by layer type (ablations lack some)."""
     import keras
 
-    from models.tpmnet import DynamicRouting
+    from ser_edge.models.tpmnet import DynamicRouting
 
     parts = {part: [] for part in FLOAT_LAYER_REASONS}
     for layer in model.layers:

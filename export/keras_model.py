@@ -7,8 +7,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
 
 
 @dataclass
@@ -42,7 +42,7 @@ def load_trained_model(path: str | Path) -> TrainedModel:
 
     import keras
 
-    import models.tpmnet  # noqa: F401  registers the custom layers
+    import ser_edge.models.tpmnet  # noqa: F401  registers the custom layers
 
     try:
         model = keras.saving.load_model(path, compile=False)

@@ -1,6 +1,6 @@
 """Embed ser-edge's JSON metadata in a .tflite flatbuffer (Model.metadata + a buffer).
 
-The device reads it back with ``edge.model_file.read_metadata`` (no TensorFlow).
+The device reads it back with ``ser_edge.edge.model_file.read_metadata`` (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from edge.model_file import CHECKSUM_KEY, FORMAT, METADATA_NAME, OUTPUT, checksums
+from ser_edge.edge.model_file import CHECKSUM_KEY, FORMAT, METADATA_NAME, OUTPUT, checksums
 
 
 def embed(flatbuffer: bytes, metadata: dict) -> bytes:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import EmotionClassifier
-from edge.litert import runtime_name
-from models import metrics
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.litert import runtime_name
+from ser_edge.models import metrics
 
 LATENCY_RUNS = 50
 

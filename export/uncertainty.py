@@ -1,6 +1,6 @@
 """Choose a model's "uncertain" threshold on its validation files and record it in the model file.
 
-``python -m export.uncertainty MODEL.tflite --data-dir DIR`` runs the exported
+``python -m ser_edge.export.uncertainty MODEL.tflite --data-dir DIR`` runs the exported
 model exactly as the device does (decode, MFCCs, LiteRT at batch 1) on the
 validation files its training sidecar lists (held out of the gradient steps;
 they did choose the epoch, so the figures are slightly optimistic), and picks:
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 
 TARGET_ACCURACY = 0.90
 MIN_ACCEPTED = 10
@@ -53,7 +53,7 @@ class Choice:
                 "target_accuracy": target, "target_reached": self.reached, "validation_files": self.total,
                 "accepted": self.accepted, "accepted_accuracy": round(self.accepted_accuracy, 4),
                 "overall_accuracy": round(self.overall_accuracy, 4),
-                "command": "python -m export.uncertainty MODEL.tflite --data-dir DIR --write"}
+                "command": "python -m ser_edge.export.uncertainty MODEL.tflite --data-dir DIR --write"}
 
 
 def rule(target: float = TARGET_ACCURACY, min_accepted: int = MIN_ACCEPTED) -> str:
@@ -93,9 +93,9 @@ def validation_files(sidecar: Path) -> set[str]:
 
 def validation_predictions(model: Path, data_dir: Path, wanted: set[str]) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 probability, correct?) of ``model`` on the validation files named in ``wanted``."""
-    from edge import audio
-    from edge.classifier import EmotionClassifier
-    from edge.datasets import read_dataset
+    from ser_edge.edge import audio
+    from ser_edge.edge.classifier import EmotionClassifier
+    from ser_edge.edge.datasets import read_dataset
 
     classifier = EmotionClassifier(model)
     if not wanted:
@@ -114,12 +114,12 @@ def validation_predictions(model: Path, data_dir: Path, wanted: set[str]) -> tup
 
 def default_sidecar(model: Path) -> Path:
     """The training sidecar beside the model: its source .keras file's name with .json."""
-    from edge.model_file import read_metadata
+    from ser_edge.edge.model_file import read_metadata
 
     source = (read_metadata(model).get("source_model") or {}).get("file")
     if not source:
         raise SerEdgeError(f"{model}: metadata names no source model; pass --sidecar")
-    import models
+    from ser_edge import models
 
     return models.sidecar_path(model, source)
 
@@ -135,9 +135,9 @@ def measure(model: Path, data_dir: Path, wanted: set[str], target: float = TARGE
 
 def write_threshold(model: Path, record: dict) -> None:
     """Re-embed the model's metadata with ``uncertainty`` = ``record`` (and new checksums)."""
-    from edge.model_file import read_model_bytes, parse_metadata
-    from export.cli import write_atomically
-    from export.metadata import embed
+    from ser_edge.edge.model_file import read_model_bytes, parse_metadata
+    from ser_edge.export.cli import write_atomically
+    from ser_edge.export.metadata import embed
 
     content = read_model_bytes(model)
     metadata = parse_metadata(content, model)
@@ -145,7 +145,7 @@ def write_threshold(model: Path, record: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.uncertainty", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m ser_edge.export.uncertainty", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="an exported .tflite")
     parser.add_argument("--data-dir", required=True, type=Path, help="the dataset the model was trained on")
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         wanted = validation_files(args.sidecar or default_sidecar(args.model))
         choice = measure(args.model, args.data_dir, wanted, args.target_accuracy, args.min_accepted, args.write)
     except (SerEdgeError, OSError, ValueError) as error:
-        print(f"export.uncertainty: error: {error}", file=sys.stderr)
+        print(f"ser_edge.export.uncertainty: error: {error}", file=sys.stderr)
         return 2
     print(choice.describe(args.model.name, args.target_accuracy) + ("; written" if args.write else ""))
     return 0

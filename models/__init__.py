@@ -1,10 +1,10 @@
 """TPMNet (Keras) and its training. Importing this package imports nothing heavy;
-``models.tpmnet`` and ``models.train`` need the ``train`` extra (TensorFlow)."""
+``ser_edge.models.tpmnet`` and ``ser_edge.models.train`` need the ``train`` extra (TensorFlow)."""
 
 from importlib import resources
 from pathlib import Path
 
-# Here, not in models.tpmnet, so that ser-train can check its arguments before importing TensorFlow.
+# Here, not in ser_edge.models.tpmnet, so that ser-train can check its arguments before importing TensorFlow.
 ABLATIONS = ("dwscnn", "cbam", "self_attention", "dynamic_routing")
 # "authors": the structure of the thesis authors' notebooks (shipped); "gate": this project's first reading.
 READINGS = ("authors", "gate")
@@ -32,7 +32,7 @@ LOSSES = ("crossentropy", "margin")
 def shipped_dir() -> Path:
     """The shipped Keras models and what belongs to them: training sidecars, cards, CV and parity reports.
 
-    Their .tflite exports live with the device package (``edge.registry.shipped_dir``).
+    Their .tflite exports live with the device package (``ser_edge.edge.registry.shipped_dir``).
     """
     return Path(str(resources.files(__name__) / "shipped"))
 
@@ -42,7 +42,7 @@ def sidecar_path(model_path: Path, source_file: str) -> Path:
 
     Beside the model, or, for a shipped .tflite in the device package, beside its .keras here.
     """
-    from edge import registry
+    from ser_edge.edge import registry
 
     name = f"{Path(source_file).stem}.json"
     beside = Path(model_path).parent / name

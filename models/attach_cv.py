@@ -1,6 +1,6 @@
 """Attach cross-validation figures to a shipped model's sidecar, and keep their reports beside it.
 
-    python -m models.attach_cv models/shipped/emodb.json runs/emodb-cv runs/emodb-speaker
+    python -m ser_edge.models.attach_cv models/shipped/emodb.json runs/emodb-cv runs/emodb-speaker
 
 The shipping model is trained once on all data (but its validation split);
 the figures that say how well that recipe generalises come from separate
@@ -19,9 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from edge import atomic
-from edge import command
-from edge.errors import SerEdgeError
+from ser_edge.edge import atomic
+from ser_edge.edge import command
+from ser_edge.edge.errors import SerEdgeError
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 

@@ -2,7 +2,7 @@
 
 A fold resumed from a checkpoint continues exactly where the interrupted run
 was: the optimiser's moments and step count come back with the weights, and
-the batches depend only on (seed, epoch) (models.feed). A checkpoint folder is
+the batches depend only on (seed, epoch) (ser_edge.models.feed). A checkpoint folder is
 replaced whole (written beside, then renamed), so an interruption while
 saving leaves the previous one intact.
 """

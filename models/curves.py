@@ -1,6 +1,6 @@
 """Learning curves of finished folds side by side: a markdown table and a PNG.
 
-    python -m models.curves --out models/shipped/probes/ravdess-speaker-fold1 \\
+    python -m ser_edge.models.curves --out models/shipped/probes/ravdess-speaker-fold1 \\
         gate-thesis=runs/gpu/probe-gate-thesis/fold_00.json authors-converging=runs/.../fold_00.json
 
 Compares recipes and readings by their curves, not one number: training
@@ -71,7 +71,7 @@ def plot(runs: list[tuple[str, dict]], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.curves", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m ser_edge.models.curves", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="NAME=path/to/fold_NN.json")
     parser.add_argument("--out", type=Path, required=True, help="folder for curves.md and curves.png")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import atomic, features
-from edge.config import FeatureConfig
-from edge.datasets import Utterance
+from ser_edge.edge import atomic, features
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.datasets import Utterance
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def load_features(utterances: list[Utterance], label_names: tuple[str, ...], con
 
 def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
     """(n, frames, n_mfcc) float32 for every utterance, with progress on stderr."""
-    from edge import audio  # soundfile and soxr: not needed to read a cache or a bundle
+    from ser_edge.edge import audio  # soundfile and soxr: not needed to read a cache or a bundle
 
     out = np.empty((len(utterances), config.num_frames, config.n_mfcc), dtype=np.float32)
     started = time.monotonic()

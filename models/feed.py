@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from edge.config import FeatureConfig
-from edge.features import model_inputs, standardize
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.features import model_inputs, standardize
 
 MAX_SHIFT = 20
 TIME_MASKS = 2

@@ -7,7 +7,7 @@ process: one fold, one shipping model or one probe, each writing its own
 files, so a job killed at the deadline leaves its last checkpoint
 (``fold_NN.ckpt/``) and the same command resumes it anywhere.
 
-    python -m models.gpu_jobs --plan full --epochs 150 --workers 6 --deadline 520 --runs runs/gpu
+    python -m ser_edge.models.gpu_jobs --plan full --epochs 150 --workers 6 --deadline 520 --runs runs/gpu
 
 Jobs start longest first (folds, then probes); a job whose result file exists
 is not run; none starts when its expected time no longer fits.
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge import command
+from ser_edge.edge import command
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
                 continue
             pending.pop(0)
             output = open(logs / f"{job.name}.log", "w")
-            command = [sys.executable, "-m", "models.train_cli", *job.args]
+            command = [sys.executable, "-m", "ser_edge.models.train_cli", *job.args]
             running[job.name] = (subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                                   start_new_session=True), time.monotonic() - started, job)
             log.info("[%6.0f s] started %s", now, job.name)
@@ -151,7 +151,7 @@ def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.gpu_jobs", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m ser_edge.models.gpu_jobs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", choices=("smoke", "full"), default="full")
     parser.add_argument("--epochs", type=int, default=150)

@@ -10,7 +10,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
-python3 -m models.gpu_jobs --runs runs/gpu "$@"
+python3 -m ser_edge.models.gpu_jobs --runs runs/gpu "$@"
 status=$?
 tar czf "${OUT:-.}/runs.tar.gz" runs/gpu
 exit $status

@@ -1,15 +1,15 @@
-"""Scores of a training run: WAR and UAR (``edge.scores``), per-class report, confusion matrix."""
+"""Scores of a training run: WAR and UAR (``ser_edge.edge.scores``), per-class report, confusion matrix."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import classification_report
 
-from edge import scores
+from ser_edge.edge import scores
 
 
 def summarise(true: np.ndarray, predicted: np.ndarray, label_names: tuple[str, ...]) -> dict:
-    """WAR and UAR as ``edge.scores`` defines them, scikit-learn's per-class report, the confusion matrix."""
+    """WAR and UAR as ``ser_edge.edge.scores`` defines them, scikit-learn's per-class report, the confusion matrix."""
     ids = list(range(len(label_names)))
     confusion = scores.confusion_matrix(true, predicted, len(label_names))
     return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from edge.errors import SerEdgeError
+from ser_edge.edge.errors import SerEdgeError
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
 
 SPLITS = ("random", "speaker")

@@ -38,8 +38,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from edge.config import FeatureConfig
-from models import ABLATIONS, READINGS
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.models import ABLATIONS, READINGS
 
 PACKAGE = "ser_edge"
 NUM_OUTPUT_CAPSULES = 6

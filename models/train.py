@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import atomic
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
-from edge.features import model_inputs
-from models import RECIPES, metrics
-from models.feature_cache import FeatureSet
-from models.splits import Fold, make_folds, validation_split
+from ser_edge.edge import atomic
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.features import model_inputs
+from ser_edge.models import RECIPES, metrics
+from ser_edge.models.feature_cache import FeatureSet
+from ser_edge.models.splits import Fold, make_folds, validation_split
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class TrainSettings:
     head_scale: float = 20.0  # a constant on the head's input: the capsule outputs have norm <= 1
     label_smoothing: float = 0.1
     loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
-    augment: bool = True  # see models.feed
+    augment: bool = True  # see ser_edge.models.feed
     validation_fraction: float = 0.1
     seed: int = 42
     jit_compile: bool = False
@@ -192,7 +192,7 @@ def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig
 
 
 def build_model(settings: TrainSettings, classes: int, config: FeatureConfig):
-    from models.tpmnet import build_tpmnet
+    from ser_edge.models.tpmnet import build_tpmnet
 
     return build_tpmnet(classes, features=config, ablate=settings.ablate, reading=settings.reading,
                         dropout=settings.dropout, head_dropout=settings.head_dropout,
@@ -202,7 +202,7 @@ def build_model(settings: TrainSettings, classes: int, config: FeatureConfig):
 def compile_model(model, settings: TrainSettings) -> None:
     import keras
 
-    from models.losses import margin_mse_loss
+    from ser_edge.models.losses import margin_mse_loss
 
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=settings.beta_1,
                                       beta_2=settings.beta_2, epsilon=1e-8)
@@ -226,8 +226,8 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
     """
     import keras
 
-    from models.checkpoint import load_checkpoint
-    from models.feed import make_feed, one_hot
+    from ser_edge.models.checkpoint import load_checkpoint
+    from ser_edge.models.feed import make_feed, one_hot
 
     keras.utils.set_random_seed(seed)
     classes = len(data.label_names)
@@ -341,7 +341,7 @@ class BestValidationKeeper(_callback_base()):
             self.model.stop_training = True
             self.stopped = True
         if self.checkpoints and ((epoch + 1) % self.checkpoint_every == 0 or self.stopped):
-            from models.checkpoint import save_checkpoint
+            from ser_edge.models.checkpoint import save_checkpoint
 
             save_checkpoint(self.checkpoints, self.model, self, epoch + 1)
 

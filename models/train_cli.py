@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge import command
-from edge.config import REVERSE_AXES, FeatureConfig
-from edge.datasets import DATASETS, LABELS, read_dataset
-from edge.errors import SerEdgeError
-from models.splits import SPLITS
-from models import ABLATIONS, LOSSES, READINGS, RECIPES, SCHEDULES
+from ser_edge.edge import command
+from ser_edge.edge.config import REVERSE_AXES, FeatureConfig
+from ser_edge.edge.datasets import DATASETS, LABELS, read_dataset
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models.splits import SPLITS
+from ser_edge.models import ABLATIONS, LOSSES, READINGS, RECIPES, SCHEDULES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
     label_names = LABELS[args.dataset]
     if args.bundle:
-        from models.feature_cache import load_bundle
+        from ser_edge.models.feature_cache import load_bundle
 
         if not args.bundle.is_file():
             raise SerEdgeError(f"{args.bundle}: no such feature bundle")
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write_bundle:
         if args.bundle:
             raise SerEdgeError("--write-bundle computes features from --data-dir; it cannot copy a --bundle")
-        from models.feature_cache import load_features, save_bundle
+        from ser_edge.models.feature_cache import load_features, save_bundle
 
         data = load_features(utterances, label_names, FeatureConfig(reverse_axis=args.reverse_axis), args.cache_dir)
         save_bundle(data, args.write_bundle)
@@ -129,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
     # TensorFlow is imported only now, after the cheap checks.
     if args.threads and not args.write_bundle:
         limit_tensorflow_threads(args.threads)
-    from models.feature_cache import load_features
+    from ser_edge.models.feature_cache import load_features
 
     config = FeatureConfig(reverse_axis=args.reverse_axis)
     data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir)
-    from models.train import TrainSettings, run_cross_validation, train_final
+    from ser_edge.models.train import TrainSettings, run_cross_validation, train_final
 
     settings = TrainSettings.from_recipe(
         args.recipe, dataset=args.dataset, folds=args.folds, split=args.split, reading=args.reading,

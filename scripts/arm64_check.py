@@ -196,7 +196,7 @@ def classify_in_root(root: Path, files: list[Path], model: str) -> list[dict]:
 
 def classify_here(files: list[Path], model: str) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = run([sys.executable, "-m", "edge.cli", "classify", "--json", "--model", model, *map(str, files)],
+    done = run([sys.executable, "-m", "ser_edge.edge.cli", "classify", "--json", "--model", model, *map(str, files)],
                f"ser-edge classify --model {model} ({platform.machine()})", env=env, cwd=REPO)
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 

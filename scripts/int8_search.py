@@ -1,7 +1,7 @@
 """Search the converter's integer options for a TPMNet export that pays: faster than float32, >= 98 % agreement.
 
 Issue 12 part 2. For one shipped model it converts float32 (the reference), then
-int8 with float fallbacks chosen four ways (none; each of export.convert's
+int8 with float fallbacks chosen four ways (none; each of ser_edge.export.convert's
 FLOAT_LAYER_REASONS parts; the ops the QuantizationDebugger measures as worst,
 by RMSE over the int8 scale; everything except the weight-carrying ops), then
 16x8 (int16 activations, int8 weights) as the converter chooses it (its
@@ -42,11 +42,11 @@ def main(argv=None) -> int:
     import tensorflow as tf
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edge.classifier import EmotionClassifier
-    from export import convert as conversion
-    from export.cli import real_features
-    from export.keras_model import load_trained_model
-    from export.metadata import build_metadata, embed
+    from ser_edge.edge.classifier import EmotionClassifier
+    from ser_edge.export import convert as conversion
+    from ser_edge.export.cli import real_features
+    from ser_edge.export.keras_model import load_trained_model
+    from ser_edge.export.metadata import build_metadata, embed
 
     trained = load_trained_model(REPO / "models" / "shipped" / f"{args.name}.keras")
     calibration, held_out, labels = real_features(trained, argparse.Namespace(
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
 def write_report(args, rows, trained, held_out_count) -> None:
     import platform
 
-    from edge.litert import runtime_name
+    from ser_edge.edge.litert import runtime_name
 
     lines = [f"# int8 search: {args.name}", "",
              f"`python scripts/int8_search.py {args.name} DATA_DIR --out {args.out}`; held-out set: the shipping "

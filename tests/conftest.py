@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import features, fft
+from ser_edge.edge import features, fft
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # ../shared/datasets relative to the project root (see shared/datasets/README.md).

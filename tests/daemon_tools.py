@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 NOBODY = 65534
 
 

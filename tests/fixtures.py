@@ -1,4 +1,4 @@
-"""Real-part fixtures for the runtime tests: espeak-ng speech, ALSA fake microphones (benchmarks.fake_microphone), models."""
+"""Real-part fixtures for the runtime tests: espeak-ng speech, ALSA fake microphones (ser_edge.benchmarks.fake_microphone), models."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import fake_microphone
-from benchmarks.fake_microphone import RATE, SENTENCES, alsa_fake_microphone  # noqa: F401 (the tests import them from here)
-from edge.registry import resolve_model
+from ser_edge.benchmarks import fake_microphone
+from ser_edge.benchmarks.fake_microphone import RATE, SENTENCES, alsa_fake_microphone  # noqa: F401 (the tests import them from here)
+from ser_edge.edge.registry import resolve_model
 
 
 def model_path(name: str = "ravdess") -> Path:

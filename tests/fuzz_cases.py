@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from edge import audio
-from edge.classifier import EmotionClassifier
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
-from edge.model_file import METADATA_NAME, metadata_entries
+from ser_edge.edge import audio
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.model_file import METADATA_NAME, metadata_entries
 
 HEADER_FIELDS = {  # offset, struct format of the canonical 44-byte PCM WAV header
     "riff_size": (4, "<I"), "fmt_size": (16, "<I"), "format": (20, "<H"), "channels": (22, "<H"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.datasets import EMODB_CODES
+from ser_edge.edge.datasets import EMODB_CODES
 
 TEXTS = ("The grass is green.", "Open the window please.", "We met at noon.", "It is raining again.")
 # One espeak-ng voice and pitch per emotion letter, so there is something to learn.

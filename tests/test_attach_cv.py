@@ -1,4 +1,4 @@
-"""models.attach_cv: cross-validation figures into a shipped model's sidecar, reports beside it."""
+"""ser_edge.models.attach_cv: cross-validation figures into a shipped model's sidecar, reports beside it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import SerEdgeError
-from models import attach_cv
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models import attach_cv
 
 
 def write_run(folder: Path, dataset: str, split: str, war: float, finished: int = 10) -> Path:

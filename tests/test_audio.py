@@ -1,13 +1,13 @@
-"""edge.audio.load against librosa.load, on real and generated files, and its errors.
+"""ser_edge.edge.audio.load against librosa.load, on real and generated files, and its errors.
 
 Tolerances, measured with soundfile 0.14 / libsndfile 1.2.2, soxr 1.1.0,
 librosa 0.11, numpy 2.4:
-- decoded signal: edge.audio.load and librosa.load are bit-identical (max abs
+- decoded signal: ser_edge.edge.audio.load and librosa.load are bit-identical (max abs
   difference 0.0) on every file below: EMO-DB, RAVDESS (48 kHz -> 22,050 Hz, mono
   and stereo) and all 108 generated format/rate/channel cases. Both decode with
   soundfile as float32, mix by a float32 channel mean and resample with soxr
   "HQ", so the signal test asserts exact equality: any difference is drift.
-- MFCCs of those signals (edge.features.mfcc vs librosa.feature.mfcc): max abs
+- MFCCs of those signals (ser_edge.edge.features.mfcc vs librosa.feature.mfcc): max abs
   difference 6e-5 .. 1.2e-4 measured; asserted <= 1e-3.
 """
 
@@ -23,9 +23,9 @@ import soundfile
 
 librosa = pytest.importorskip("librosa")
 
-from edge import audio, features  # noqa: E402
-from edge.config import FeatureConfig  # noqa: E402
-from edge.errors import SerEdgeError  # noqa: E402
+from ser_edge.edge import audio, features  # noqa: E402
+from ser_edge.edge.config import FeatureConfig  # noqa: E402
+from ser_edge.edge.errors import SerEdgeError  # noqa: E402
 
 SR = FeatureConfig().sample_rate
 MFCC_TOLERANCE = 1e-3
@@ -45,7 +45,7 @@ SPEECH_FILES = [
 
 
 def assert_same_as_librosa(path: Path, sample_rate: int = SR) -> np.ndarray:
-    """edge.audio.load == librosa.load exactly; their MFCCs agree to MFCC_TOLERANCE."""
+    """ser_edge.edge.audio.load == librosa.load exactly; their MFCCs agree to MFCC_TOLERANCE."""
     got = audio.load(path, sample_rate)
     want, rate = librosa.load(path, sr=sample_rate)
     assert rate == sample_rate

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from benchmarks import keras_baseline, report
-from benchmarks.cli import main
-from benchmarks.provenance import Provenance
-from benchmarks.host import cpu_model
-from benchmarks.run import STAGES, Measurement, Skipped, Timing
-from benchmarks.stats import accuracy, summary
-from edge.datasets import LABELS, read_dataset
-from edge.errors import SerEdgeError
-from edge.registry import THESIS_PI_SECONDS, shipped_dir
+from ser_edge.benchmarks import keras_baseline, report
+from ser_edge.benchmarks.cli import main
+from ser_edge.benchmarks.provenance import Provenance
+from ser_edge.benchmarks.host import cpu_model
+from ser_edge.benchmarks.run import STAGES, Measurement, Skipped, Timing
+from ser_edge.benchmarks.stats import accuracy, summary
+from ser_edge.edge.datasets import LABELS, read_dataset
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.registry import THESIS_PI_SECONDS, shipped_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_EMODB = shipped_dir() / "emodb-float32.tflite"
@@ -91,7 +91,7 @@ def make_iemocap(root: Path) -> Path:
 
 def ser_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The installed console script (or the module, where the script is not beside this Python)."""
-    command = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.is_file() else [sys.executable, "-m", "benchmarks.cli"]
+    command = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.is_file() else [sys.executable, "-m", "ser_edge.benchmarks.cli"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -178,8 +178,8 @@ def test_baseline_without_the_train_extra_says_what_to_install(tmp_path, emodb_d
 
 
 def test_the_device_path_imports_no_training_stack():
-    code = ("import sys, benchmarks.cli, benchmarks.run, benchmarks.report, benchmarks.stats, benchmarks.host, "
-            "benchmarks.plot, benchmarks.keras_baseline; "
+    code = ("import sys, ser_edge.benchmarks.cli, ser_edge.benchmarks.run, ser_edge.benchmarks.report, ser_edge.benchmarks.stats, ser_edge.benchmarks.host, "
+            "ser_edge.benchmarks.plot, ser_edge.benchmarks.keras_baseline; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'librosa', 'sklearn', 'matplotlib') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"
@@ -215,7 +215,7 @@ def test_cpu_model_on_a_raspberry_pi_and_on_x86():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process_age_s reads /proc (None elsewhere)")
 def test_process_age_counts_from_the_process_start():
     """A child that sleeps 0.5 s before asking is 0.5 s old or a little more (not 0, not the machine's uptime)."""
-    code = "import time; time.sleep(0.5); from benchmarks.host import process_age_s; print(process_age_s())"
+    code = "import time; time.sleep(0.5); from ser_edge.benchmarks.host import process_age_s; print(process_age_s())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 0.45 <= float(done.stdout) < 30, done.stdout
 
@@ -283,7 +283,7 @@ def test_report_figures_and_markdown(tmp_path):
 
 
 def test_latency_png_and_its_absence_without_matplotlib(tmp_path, monkeypatch, caplog):
-    from benchmarks.plot import write_latency_png
+    from ser_edge.benchmarks.plot import write_latency_png
 
     _, litert, modes = fake_results(tmp_path)
     written = write_latency_png(litert, tmp_path / "latency.png", "test", modes)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from benchmarks.load import BusyLoad, cpu_seconds
+from ser_edge.benchmarks.load import BusyLoad, cpu_seconds
 from tests.test_bench import EMODB_GOOD, ser_bench, write_tone
 from tests.fixtures import model_path as shipped_model
 

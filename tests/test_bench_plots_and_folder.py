@@ -11,11 +11,11 @@ import soundfile
 
 pytest.importorskip("matplotlib")
 
-from benchmarks.plot import confusion_figure, histogram_range, latency_figure  # noqa: E402
-from benchmarks.run import STAGES, Measurement, Timing  # noqa: E402
-from benchmarks.stats import accuracy  # noqa: E402
-from edge.datasets import read_audio_folder  # noqa: E402
-from edge.registry import THESIS_PI_MEAN_SECONDS  # noqa: E402
+from ser_edge.benchmarks.plot import confusion_figure, histogram_range, latency_figure  # noqa: E402
+from ser_edge.benchmarks.run import STAGES, Measurement, Timing  # noqa: E402
+from ser_edge.benchmarks.stats import accuracy  # noqa: E402
+from ser_edge.edge.datasets import read_audio_folder  # noqa: E402
+from ser_edge.edge.registry import THESIS_PI_MEAN_SECONDS  # noqa: E402
 from tests.fixtures import RATE, SENTENCES, espeak, model_path  # noqa: E402
 from tests.test_bench import ser_bench  # noqa: E402
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.provenance import model_provenance
-from edge.model_file import read_metadata
-from edge.registry import resolve_model
-from models import shipped_dir
+from ser_edge.benchmarks.provenance import model_provenance
+from ser_edge.edge.model_file import read_metadata
+from ser_edge.edge.registry import resolve_model
+from ser_edge.models import shipped_dir
 from tests.test_bench import EMODB_GOOD, ser_bench, write_tone
 
 
@@ -127,6 +127,6 @@ def test_a_run_without_a_training_list_says_it_cannot_tell(tmp_path, emodb_tones
 
 
 def _emodb_label(name: str) -> str:
-    from edge.datasets import EMODB_CODES
+    from ser_edge.edge.datasets import EMODB_CODES
 
     return EMODB_CODES[name[5]]

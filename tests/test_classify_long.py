@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge import audio
-from edge.classifier import EmotionClassifier
+from ser_edge.edge import audio
+from ser_edge.edge.classifier import EmotionClassifier
 from tests.fixtures import RATE, SENTENCES, espeak, model_path
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 
 
 @pytest.fixture(scope="module")

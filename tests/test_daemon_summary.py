@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.latency import percentile
+from ser_edge.edge.latency import percentile
 from tests.fixtures import espeak
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def test_a_listen_run_loads_neither_numpy_ma_nor_numpy_random(tmp_path):
     espeak("I feel so tired and sad today.", wav)
     code = textwrap.dedent(f"""
         import sys
-        from edge.cli import main
+        from ser_edge.edge.cli import main
         assert main(["listen", "--input", {str(wav)!r}]) == 0
         loaded = sorted(m for m in sys.modules if m.split(".")[:2] in (["numpy", "ma"], ["numpy", "random"]))
         assert not loaded, loaded

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edge import datasets
-from edge.datasets import Utterance, read_dataset
-from edge.errors import SerEdgeError
+from ser_edge.edge import datasets
+from ser_edge.edge.datasets import Utterance, read_dataset
+from ser_edge.edge.errors import SerEdgeError
 
 
 def touch(root: Path, relative: str) -> Path:

@@ -16,27 +16,27 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks
-import export
-import models
+from ser_edge import benchmarks
+from ser_edge import export
+from ser_edge import models
 
 EDGE_DIR = Path(__file__).resolve().parents[1] / "edge"
 FORBIDDEN = ("tensorflow", "keras", "librosa", "numba", "tf_keras")
 SIBLINGS = (benchmarks.__name__, export.__name__, models.__name__)  # edge imports none of them
 CORE_MODULES = [
-    "edge.features",
-    "edge.audio",
-    "edge.classifier",
-    "edge.datasets",
-    "edge.registry",
-    "edge.model_file",
-    "edge.litert",
+    "ser_edge.edge.features",
+    "ser_edge.edge.audio",
+    "ser_edge.edge.classifier",
+    "ser_edge.edge.datasets",
+    "ser_edge.edge.registry",
+    "ser_edge.edge.model_file",
+    "ser_edge.edge.litert",
 ]
 
 
 def edge_modules() -> list[str]:
     """The device package and every module in it, by their import names."""
-    import edge
+    from ser_edge import edge
 
     return [edge.__name__, *sorted(m.name for m in pkgutil.iter_modules(edge.__path__, f"{edge.__name__}."))]
 
@@ -87,8 +87,8 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
         import sys
         sys.modules["scipy"] = None  # makes `import scipy...` raise ImportError
         import numpy as np
-        from edge import features
-        from edge.config import FeatureConfig
+        from ser_edge.edge import features
+        from ser_edge.edge.config import FeatureConfig
         assert features.FFT_BACKEND == "numpy", features.FFT_BACKEND
         config = FeatureConfig()
         y = np.random.default_rng(0).standard_normal(config.num_samples).astype(np.float32)
@@ -105,8 +105,8 @@ def test_features_fall_back_to_numpy_fft_without_scipy():
 
     import numpy as np
 
-    from edge import features
-    from edge.config import FeatureConfig
+    from ser_edge.edge import features
+    from ser_edge.edge.config import FeatureConfig
 
     without_scipy = np.load(io.BytesIO(result.stdout))
     y = np.random.default_rng(0).standard_normal(FeatureConfig().num_samples).astype(np.float32)
@@ -119,8 +119,8 @@ def test_fast_fft_without_importing_scipy():
     code = """
         import sys
         import numpy as np
-        from edge import features
-        from edge.config import FeatureConfig
+        from ser_edge.edge import features
+        from ser_edge.edge.config import FeatureConfig
         features.utterance_features(np.zeros(FeatureConfig().num_samples, np.float32))
         assert features.FFT_BACKEND == "pocketfft", features.FFT_BACKEND
         loaded = sorted(name for name in sys.modules if name == "scipy" or name.startswith("scipy."))
@@ -137,16 +137,16 @@ def test_listening_to_a_microphone_loads_no_file_decoder_and_no_numpy_random():
     code = """
         import sys
         import numpy as np
-        import edge.cli, edge.daemon, edge.sources
-        from edge.classifier import EmotionClassifier
-        from edge.registry import resolve_model
+        import ser_edge.edge.cli, ser_edge.edge.daemon, ser_edge.edge.sources
+        from ser_edge.edge.classifier import EmotionClassifier
+        from ser_edge.edge.registry import resolve_model
         classifier = EmotionClassifier(resolve_model("ravdess"))
         classifier.classify(np.sin(np.arange(50_000, dtype=np.float32) * 0.05))
-        from edge.threads import limit
+        from ser_edge.edge.threads import limit
         limit(1)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] == "soundfile" or m.startswith("numpy.random"))
         assert not loaded, loaded
-        from edge import audio  # decoding a file still works, importing soundfile then
+        from ser_edge.edge import audio  # decoding a file still works, importing soundfile then
         print("ok" if "soundfile" not in sys.modules else "early")
     """
     result = run_fresh(code)

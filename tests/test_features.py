@@ -17,9 +17,9 @@ import pytest
 
 librosa = pytest.importorskip("librosa")
 
-from edge import features, fft  # noqa: E402
-from edge.config import FeatureConfig  # noqa: E402
-from edge.errors import SerEdgeError  # noqa: E402
+from ser_edge.edge import features, fft  # noqa: E402
+from ser_edge.edge.config import FeatureConfig  # noqa: E402
+from ser_edge.edge.errors import SerEdgeError  # noqa: E402
 
 CONFIG = FeatureConfig()  # test_config_defaults pins its numbers to the thesis's
 SR = CONFIG.sample_rate
@@ -134,7 +134,7 @@ def test_fastest_backend_is_the_default_where_scipy_is_installed():
 
 def test_switching_backends_reuses_the_loaded_kernel():
     # frontend_bench switches backend before every timed call; a reload there was timed as FFT work.
-    from edge import fft
+    from ser_edge.edge import fft
 
     assert fft.backend("pocketfft") is fft.backend("pocketfft")
 

@@ -3,7 +3,7 @@
 pyproject passes --benchmark-disable by default: every benchmarked call then
 runs once and the asserts below still check shape and agreement with librosa.
 Time them with ``pytest tests/test_frontend_benchmark.py --benchmark-enable``;
-``python -m benchmarks.frontend_bench`` prints the side-by-side table.
+``python -m ser_edge.benchmarks.frontend_bench`` prints the side-by-side table.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 
 librosa = pytest.importorskip("librosa")
 
-from benchmarks.frontend_bench import synthetic_signal  # noqa: E402
-from edge import features  # noqa: E402
-from edge.config import FeatureConfig  # noqa: E402
+from ser_edge.benchmarks.frontend_bench import synthetic_signal  # noqa: E402
+from ser_edge.edge import features  # noqa: E402
+from ser_edge.edge.config import FeatureConfig  # noqa: E402
 
 TOLERANCE = 1e-3
 CONFIG = FeatureConfig()

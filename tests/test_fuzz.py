@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from edge.registry import resolve_model
+from ser_edge.edge.registry import resolve_model
 
 pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models import gpu_jobs
+from ser_edge.models import gpu_jobs
 
 
 def test_full_plan_runs_longest_first_and_skips_finished_work(tmp_path):

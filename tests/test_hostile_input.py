@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge.classifier import EmotionClassifier
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, lock, without_file_privileges
 from tests.fixtures import RATE, model_path
 

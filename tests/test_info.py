@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from edge import model_summary
-from edge.model_file import read_metadata
-from edge.registry import VARIANTS, resolve_model, shipped_dir
+from ser_edge.edge import model_summary
+from ser_edge.edge.model_file import read_metadata
+from ser_edge.edge.registry import VARIANTS, resolve_model, shipped_dir
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 
 
 def info(*args: str) -> subprocess.CompletedProcess:

@@ -62,7 +62,7 @@ def test_the_documented_by_hand_command_runs(tmp_path):
     signal_, _ = speech_with_pauses(tmp_path)
     env = alsa_fake_microphone(tmp_path, signal_)  # ALSA's default capture device plays the speech
     command = by_hand_command()
-    command = [sys.executable, "-m", "edge.cli", *command[1:]]
+    command = [sys.executable, "-m", "ser_edge.edge.cli", *command[1:]]
     command[command.index(INSTALLED_CONFIG)] = str(ROOT / "systemd" / "ser-edge.toml")
     # The user stops it with Ctrl-C; the test stops it when the speech has been played.
     command += ["--duration", f"{signal_.size / RATE:.3f}"]
@@ -83,7 +83,7 @@ def test_no_jsonl_overrides_the_config_file(tmp_path):
     config = tmp_path / "ser-edge.toml"
     unwritable = tmp_path / "no-such-folder" / "utterances.jsonl"
     config.write_text(f'jsonl = "{unwritable}"\n')
-    base = [sys.executable, "-m", "edge.cli", "listen", "--config", str(config), "--model", str(model_path()),
+    base = [sys.executable, "-m", "ser_edge.edge.cli", "listen", "--config", str(config), "--model", str(model_path()),
             "--input", str(wav)]
     failed = subprocess.run(base, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 2
@@ -113,7 +113,7 @@ def test_the_first_run_without_a_microphone_works_as_written(tmp_path):
     assert commands[0].startswith("sudo apt-get install") and "espeak-ng" in commands[0]
     launcher = tmp_path / ".venv" / "bin" / "ser-edge"
     launcher.parent.mkdir(parents=True)
-    launcher.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m edge.cli "$@"\n')
+    launcher.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m ser_edge.edge.cli "$@"\n')
     launcher.chmod(0o755)
     outputs = []
     for command in commands[1:]:  # the package install is the user's, not the test's

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.model_file import read_metadata
-from edge.registry import THESIS_PI_MEAN_SECONDS, THESIS_PI_SECONDS
+from ser_edge.edge.model_file import read_metadata
+from ser_edge.edge.registry import THESIS_PI_MEAN_SECONDS, THESIS_PI_SECONDS
 from tests.fixtures import RATE, SENTENCES, alsa_fake_microphone, model_path, portaudio_available, speech_with_pauses
 
 pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 needs_portaudio = pytest.mark.skipif(not portaudio_available(), reason="PortAudio missing (apt install libportaudio2)")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.registry import THESIS_PI_SECONDS, resolve_model
+from ser_edge.edge.registry import THESIS_PI_SECONDS, resolve_model
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, pcm_bytes, strict_lines, summary_of
 from tests.fixtures import RATE, SENTENCES, model_path, speech_with_pauses
 
@@ -256,7 +256,7 @@ def test_digital_silence_is_never_speech_at_the_lowest_threshold():
 
 
 def test_latency_figures_are_kept_in_constant_memory():
-    from edge.latency import LatencyStats
+    from ser_edge.edge.latency import LatencyStats
 
     stats = LatencyStats(window=100)
     values = np.random.default_rng(3).uniform(0.005, 0.02, 5000)

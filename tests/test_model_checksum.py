@@ -1,4 +1,4 @@
-"""Checksums stored at export (export/metadata.embed) and verified at load (edge.model_file).
+"""Checksums stored at export (export/metadata.embed) and verified at load (ser_edge.edge.model_file).
 
 The shipped models predate checksums; re-embedding their own metadata with the
 exporter's ``embed`` gives the file a new export would produce.
@@ -14,12 +14,12 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="embedding metadata needs the train extra: pip install '.[train]'")
 
-from edge import model_file  # noqa: E402
-from edge.classifier import EmotionClassifier  # noqa: E402
-from edge.config import FeatureConfig  # noqa: E402
-from edge.errors import SerEdgeError  # noqa: E402
-from edge.model_file import read_metadata  # noqa: E402
-from export.metadata import _embed, embed  # noqa: E402
+from ser_edge.edge import model_file  # noqa: E402
+from ser_edge.edge.classifier import EmotionClassifier  # noqa: E402
+from ser_edge.edge.config import FeatureConfig  # noqa: E402
+from ser_edge.edge.errors import SerEdgeError  # noqa: E402
+from ser_edge.edge.model_file import read_metadata  # noqa: E402
+from ser_edge.export.metadata import _embed, embed  # noqa: E402
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error  # noqa: E402
 from tests.fixtures import model_path  # noqa: E402
 

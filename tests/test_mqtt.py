@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.ha_discovery import UNCERTAIN, Announcement
-from edge.model_file import read_metadata
-from edge.mqtt_settings import default_device_id, parse_broker_url, read_credentials_file
-from edge.settings import load_settings
+from ser_edge.edge.ha_discovery import UNCERTAIN, Announcement
+from ser_edge.edge.model_file import read_metadata
+from ser_edge.edge.mqtt_settings import default_device_id, parse_broker_url, read_credentials_file
+from ser_edge.edge.settings import load_settings
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error, pcm_bytes, strict_lines, summary_of
 from tests.fixtures import RATE, SENTENCES, espeak, model_path, speech_with_pauses
 from tests.mqtt_tools import Broker, LiveDaemon, Observer, free_port, needs_mosquitto

@@ -16,9 +16,9 @@ import threading
 
 import pytest
 
-from edge.ha_discovery import Announcement
-from edge.mqtt_publisher import MqttPublisher
-from edge.mqtt_settings import MqttSettings
+from ser_edge.edge.ha_discovery import Announcement
+from ser_edge.edge.mqtt_publisher import MqttPublisher
+from ser_edge.edge.mqtt_settings import MqttSettings
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_listen_without_mqtt_never_imports_paho():
     """MQTT costs nothing (memory, start-up) to a daemon that does not use it."""
     code = textwrap.dedent("""
         import sys
-        from edge import cli, daemon, settings
+        from ser_edge.edge import cli, daemon, settings
         s = settings.load_settings(None, {})
         assert daemon.mqtt_settings_of(s) is None
         print(sorted(m for m in sys.modules if m.split('.')[0] == 'paho'))

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from edge.errors import SerEdgeError
-from edge.mqtt_settings import (PASSWORD_ENV, USERNAME_ENV, default_device_id, find_credentials, mqtt_settings,
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.mqtt_settings import (PASSWORD_ENV, USERNAME_ENV, default_device_id, find_credentials, mqtt_settings,
                                 parse_broker_url)
-from edge.settings import load_settings
+from ser_edge.edge.settings import load_settings
 from tests.daemon_tools import SER_EDGE, assert_one_clear_error
 
 

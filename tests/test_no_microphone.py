@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures import model_path, portaudio_available
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 pytestmark = pytest.mark.skipif(not portaudio_available(), reason="PortAudio missing (apt install libportaudio2)")
 
 CHECKS = ("arecord -l", "audio group", "device", "--input FILE", "--input -")

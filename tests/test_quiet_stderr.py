@@ -12,7 +12,7 @@ import pytest
 
 from tests.fixtures import espeak, model_path
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 XNNPACK_LINE = "Created TensorFlow Lite XNNPACK delegate"
 
 
@@ -40,7 +40,7 @@ def test_classify_and_info_print_no_litert_notice_unless_verbose(tmp_path):
 def test_the_filter_keeps_real_messages_and_their_order():
     code = textwrap.dedent("""
         import os, sys
-        from edge import native_stderr
+        from ser_edge.edge import native_stderr
         with native_stderr.filtered():
             os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
             os.write(2, b"ERROR: the model needs op FOO, which this runtime lacks\\n")
@@ -56,7 +56,7 @@ def test_the_filter_keeps_real_messages_and_their_order():
 def test_the_filter_writes_back_what_it_caught_when_the_body_fails():
     code = textwrap.dedent("""
         import os
-        from edge import native_stderr
+        from ser_edge.edge import native_stderr
         try:
             with native_stderr.filtered():
                 os.write(2, b"E0000 runtime.cc:1] something a user must see\\n")
@@ -71,7 +71,7 @@ def test_the_filter_writes_back_what_it_caught_when_the_body_fails():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow (the train extra) is absent")
 def test_tensorflow_import_notices_are_filtered():
-    code = "from edge import native_stderr\nwith native_stderr.filtered():\n    import tensorflow as tf\n" \
+    code = "from ser_edge.edge import native_stderr\nwith native_stderr.filtered():\n    import tensorflow as tf\n" \
            "    tf.config.list_physical_devices()\n"
     loud = run([sys.executable, "-c", code], SER_EDGE_VERBOSE="1")
     if not loud.stderr:

@@ -11,10 +11,10 @@ import json
 
 import numpy as np
 
-from edge.daemon import RECONNECT_DELAYS_S, Listener
-from edge.errors import SerEdgeError
-from edge.settings import ListenSettings
-from edge.sources import DeviceLost, EndOfStream
+from ser_edge.edge.daemon import RECONNECT_DELAYS_S, Listener
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.settings import ListenSettings
+from ser_edge.edge.sources import DeviceLost, EndOfStream
 from tests.fixtures import RATE, SENTENCES, espeak
 
 

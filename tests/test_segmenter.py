@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edge.config import FeatureConfig
-from edge.segmenter import Segmenter, SegmenterSettings, level_db
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.segmenter import Segmenter, SegmenterSettings, level_db
 from tests.fixtures import RATE, speech_with_pauses
 
 WINDOW = FeatureConfig().num_samples

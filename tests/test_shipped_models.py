@@ -9,11 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edge import audio
-from edge.classifier import EmotionClassifier
-from edge.datasets import read_dataset
-from edge.registry import resolve_model
-from models import shipped_dir
+from ser_edge.edge import audio
+from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.datasets import read_dataset
+from ser_edge.edge.registry import resolve_model
+from ser_edge.models import shipped_dir
 from tests.conftest import shared_dataset_dir
 
 pytestmark = [pytest.mark.datasets, pytest.mark.slow]

@@ -11,12 +11,12 @@ import shutil
 import numpy as np
 import pytest
 
-from edge import audio
-from edge.datasets import read_dataset
-from edge.segmenter import SegmenterSettings
-from edge.speech_gate import DEFAULT_THRESHOLD, SPAN_FRAMES, VAD_FRAME, VAD_RATE, EnergyGate, SileroGate, \
+from ser_edge.edge import audio
+from ser_edge.edge.datasets import read_dataset
+from ser_edge.edge.segmenter import SegmenterSettings
+from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, SPAN_FRAMES, VAD_FRAME, VAD_RATE, EnergyGate, SileroGate, \
     load_gate, span_probability
-from benchmarks import signals
+from ser_edge.benchmarks import signals
 from tests.conftest import shared_dataset_dir
 
 RATE = 22050

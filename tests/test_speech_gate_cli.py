@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge.judge import UNCERTAIN, model_threshold
-from edge.model_file import read_metadata
-from benchmarks import signals
+from ser_edge.edge.judge import UNCERTAIN, model_threshold
+from ser_edge.edge.model_file import read_metadata
+from ser_edge.benchmarks import signals
 from tests.fixtures import RATE, SENTENCES, model_path
 
-SER_EDGE = [sys.executable, "-m", "edge.cli"]
+SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 

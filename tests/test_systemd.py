@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.settings import ListenSettings
+from ser_edge.edge.settings import ListenSettings
 from tests.fixtures import RATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_mqtt_dropin_opens_only_tcp_to_local_addresses():
 
 
 def test_mqtt_dropin_hands_the_daemon_its_credential():
-    from edge.mqtt_settings import SYSTEMD_CREDENTIAL
+    from ser_edge.edge.mqtt_settings import SYSTEMD_CREDENTIAL
 
     (credential,) = parse_unit(MQTT_DROPIN.read_text())["Service"]["LoadCredential"]
     name, _, source = credential.partition(":")
@@ -271,7 +271,7 @@ def test_config_has_exactly_the_documented_keys():
 
 def test_config_mqtt_lines_work_once_uncommented(tmp_path):
     """The commented MQTT block is off as shipped and valid as soon as a user deletes the '#'."""
-    from edge.settings import load_settings
+    from ser_edge.edge.settings import load_settings
 
     text = CONFIG.read_text()
     assert load_settings(CONFIG, {}).mqtt is None
@@ -293,7 +293,7 @@ def test_config_jsonl_is_in_the_state_directory():
 
 
 def test_config_is_accepted_by_the_daemon():
-    from edge.settings import load_settings
+    from ser_edge.edge.settings import load_settings
 
     settings = load_settings(CONFIG, {})
     config = tomllib.loads(CONFIG.read_text())

@@ -4,7 +4,7 @@ Each case starts a fresh interpreter that imports numpy first (so the
 environment's OPENBLAS_NUM_THREADS has already been read), wraps
 ``EmotionClassifier.classify`` to ask threadpoolctl what every loaded BLAS /
 OpenMP pool uses at the moment an utterance is classified, then runs the
-real ``edge.cli.main`` (classify, listen on a file, listen with the systemd
+real ``ser_edge.edge.cli.main`` (classify, listen on a file, listen with the systemd
 unit's config and environment).
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import threads
-from edge.errors import SerEdgeError
+from ser_edge.edge import threads
+from ser_edge.edge.errors import SerEdgeError
 from tests.fixtures import espeak
 
 pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
@@ -31,20 +31,20 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 SPY = textwrap.dedent("""
     import json, sys
     import numpy, threadpoolctl
-    import edge.classifier
+    import ser_edge.edge.classifier
 
     seen = []
-    original = edge.classifier.EmotionClassifier.classify
+    original = ser_edge.edge.classifier.EmotionClassifier.classify
 
     def spy(self, signal):
         seen.append([p["num_threads"] for p in threadpoolctl.threadpool_info()])
         return original(self, signal)
 
-    edge.classifier.EmotionClassifier.classify = spy
+    ser_edge.edge.classifier.EmotionClassifier.classify = spy
     if sys.argv[1:] == ["--control"]:  # no ser-edge code: what numpy alone uses here
         print("POOLS " + json.dumps([[p["num_threads"] for p in threadpoolctl.threadpool_info()]]), file=sys.stderr)
         sys.exit(0)
-    from edge.cli import main
+    from ser_edge.edge.cli import main
     code = main(sys.argv[1:])
     print("POOLS " + json.dumps(seen), file=sys.stderr)
     sys.exit(code)

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
 
-from edge.config import FeatureConfig  # noqa: E402
-from models import READINGS  # noqa: E402
-from models.splits import make_folds  # noqa: E402
-from models.tpmnet import build_tpmnet, squash  # noqa: E402
+from ser_edge.edge.config import FeatureConfig  # noqa: E402
+from ser_edge.models import READINGS  # noqa: E402
+from ser_edge.models.splits import make_folds  # noqa: E402
+from ser_edge.models.tpmnet import build_tpmnet, squash  # noqa: E402
 
 pytestmark = pytest.mark.slow  # see pyproject's markers: left out of `-m "not slow"`
 
@@ -59,7 +59,7 @@ def test_authors_reading_modules():
 
 
 def test_authors_routing_replaces_logits():
-    from models.tpmnet import DynamicRouting
+    from ser_edge.models.tpmnet import DynamicRouting
 
     rng = np.random.default_rng(3)
     u = rng.standard_normal((2, 30, 64)).astype("float32")

@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
 
-from edge import audio  # noqa: E402
-from edge.classifier import EmotionClassifier  # noqa: E402
-from edge.config import FeatureConfig  # noqa: E402
-from edge.datasets import LABELS  # noqa: E402
-from edge.model_file import read_metadata  # noqa: E402
-from edge.registry import VARIANTS  # noqa: E402
+from ser_edge.edge import audio  # noqa: E402
+from ser_edge.edge.classifier import EmotionClassifier  # noqa: E402
+from ser_edge.edge.config import FeatureConfig  # noqa: E402
+from ser_edge.edge.datasets import LABELS  # noqa: E402
+from ser_edge.edge.model_file import read_metadata  # noqa: E402
+from ser_edge.edge.registry import VARIANTS  # noqa: E402
 from tests.generated_corpus import make_emodb_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def corpus(tmp_path_factory) -> Path:
 def trained(tmp_path_factory, corpus) -> Path:
     out = tmp_path_factory.mktemp("run")
     cache = tmp_path_factory.mktemp("cache")
-    done = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(out),
+    done = run("ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(out),
                "--folds", "2", "--epochs", "2", "--cache-dir", str(cache))
     assert done.returncode == 0, done.stderr[-3000:]
     return out
@@ -49,7 +49,7 @@ def exported(tmp_path_factory, trained, corpus) -> dict:
     files = {}
     for variant in VARIANTS:
         out = folder / f"smoke-{variant}.tflite"
-        done = run("export.cli", str(trained / "final.keras"), "--quantize", variant, "--out", str(out),
+        done = run("ser_edge.export.cli", str(trained / "final.keras"), "--quantize", variant, "--out", str(out),
                    "--calibration-data", str(corpus), "--dataset", "emodb", "--report", str(folder / "parity"))
         assert done.returncode == 0, done.stderr[-3000:]
         files[variant] = out
@@ -69,12 +69,12 @@ def test_cross_validation_report_and_resume(trained, corpus):
     assert all(f["threads"] == 0 for f in folds)  # TensorFlow's default, recorded next to the seconds
     # A rerun finds both folds finished and trains nothing but the final model; the thread count
     # changes speed, not the run's settings, so it may differ on resume.
-    again = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
+    again = run("ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
                 "--folds", "2", "--epochs", "2", "--no-final", "--threads", "1")
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("already finished") == 2 and "epoch" not in again.stderr.replace("best_epoch", "")
     # Different settings never mix into the same folder.
-    other = run("models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
+    other = run("ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir", str(corpus), "--out", str(trained),
                 "--folds", "2", "--epochs", "3", "--no-final")
     assert other.returncode == 2 and "different settings" in other.stderr
 
@@ -115,10 +115,10 @@ def test_parity_reports(exported):
 def test_float32_matches_keras_on_real_features(exported, trained, corpus):
     import keras
 
-    import models.tpmnet  # noqa: F401
-    from edge.features import model_inputs, utterance_features
+    import ser_edge.models.tpmnet  # noqa: F401
+    from ser_edge.edge.features import model_inputs, utterance_features
 
-    from edge.config import FeatureConfig
+    from ser_edge.edge.config import FeatureConfig
 
     model = keras.saving.load_model(trained / "final.keras", compile=False)
     config = FeatureConfig.from_dict(json.loads((trained / "final.json").read_text())["features"])
@@ -152,14 +152,14 @@ def test_export_bad_input_leaves_no_file(tmp_path, trained, corpus, case):
     else:
         out = tmp_path / "out.bin"
         args[4] = str(out)
-    done = run("export.cli", *args)
+    done = run("ser_edge.export.cli", *args)
     assert done.returncode == 2 and expected in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
 
 def test_bad_arguments_are_refused_before_tensorflow_loads(tmp_path, corpus):
-    probe = ("import sys; from models import train_cli; "
+    probe = ("import sys; from ser_edge.models import train_cli; "
              f"code = train_cli.main(['--dataset', 'emodb', '--data-dir', {str(corpus)!r}, '--out', "
              f"{str(tmp_path / 'out')!r}, '--only-fold', '10']); print(code, 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -184,6 +184,6 @@ def test_train_bad_input(tmp_path, corpus):
             (partial / wav.name).write_bytes(wav.read_bytes())
     cases.append((["--dataset", "emodb", "--data-dir", str(partial)], "['disgust']"))
     for args, message in cases:
-        done = run("models.train_cli", *args, "--folds", "2", "--out", str(tmp_path / "out"))
+        done = run("ser_edge.models.train_cli", *args, "--folds", "2", "--out", str(tmp_path / "out"))
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
         assert "Traceback" not in done.stderr

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config import FeatureConfig
-from edge.errors import SerEdgeError
-from edge.features import model_inputs
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.features import model_inputs
 
 CONFIG = FeatureConfig()
 FRAMES, COEFFICIENTS = CONFIG.num_frames, CONFIG.n_mfcc
@@ -50,7 +50,7 @@ def test_bad_standardisation_is_refused(change):
 
 def test_augmented_batches_depend_only_on_seed_and_epoch():
     pytest.importorskip("keras")
-    from models.feed import make_feed
+    from ser_edge.models.feed import make_feed
 
     rng = np.random.default_rng(1)
     features = rng.normal(size=(10, FRAMES, COEFFICIENTS)).astype(np.float32)
@@ -78,7 +78,7 @@ tensorflow = pytest.importorskip("tensorflow", reason="needs the train extra: pi
 
 
 def ser_train(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "models.train_cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "ser_edge.models.train_cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

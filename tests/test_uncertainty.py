@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from edge.errors import SerEdgeError
-from edge.judge import model_threshold
-from edge.model_file import read_metadata
-from edge.registry import shipped_dir
-from export.uncertainty import MIN_ACCEPTED, TARGET_ACCURACY, choose_threshold, default_sidecar, rule, \
+from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.judge import model_threshold
+from ser_edge.edge.model_file import read_metadata
+from ser_edge.edge.registry import shipped_dir
+from ser_edge.export.uncertainty import MIN_ACCEPTED, TARGET_ACCURACY, choose_threshold, default_sidecar, rule, \
     validation_files, validation_predictions
 from tests.conftest import shared_dataset_dir
 
@@ -62,7 +62,7 @@ def test_a_damaged_threshold_in_the_metadata_is_a_clear_error(bad):
 @pytest.mark.datasets
 @pytest.mark.parametrize("name", ["ravdess", "emodb"])
 def test_each_shipped_variant_carries_the_threshold_the_rule_gives_on_its_validation_files(name):
-    """Repeats ``python -m export.uncertainty`` (the step in models/export_shipped.sh) and compares."""
+    """Repeats ``python -m ser_edge.export.uncertainty`` (the step in models/export_shipped.sh) and compares."""
     data_dir = shared_dataset_dir(name)
     for model in sorted(shipped_dir().glob(f"{name}-*.tflite")):
         record = read_metadata(model).get("uncertainty")
@@ -79,7 +79,7 @@ def test_each_shipped_variant_carries_the_threshold_the_rule_gives_on_its_valida
 
 def test_the_command_rejects_a_missing_dataset_in_one_line(tmp_path):
     model = shipped_dir() / "ravdess-dynamic.tflite"
-    done = subprocess.run([sys.executable, "-m", "export.uncertainty", str(model), "--data-dir",
+    done = subprocess.run([sys.executable, "-m", "ser_edge.export.uncertainty", str(model), "--data-dir",
                            str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
-    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("export.uncertainty: error:")
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("ser_edge.export.uncertainty: error:")
