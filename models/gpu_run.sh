@@ -7,7 +7,9 @@
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheels did not install"; exit 1; }
-export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+# The ser_edge namespace over this checkout's folders, as the pyproject's package-dir maps them (no install).
+mkdir -p /tmp/site/ser_edge && for folder in edge models export benchmarks; do ln -sfn "$PWD/$folder" "/tmp/site/ser_edge/$folder"; done
+export PYTHONPATH="/tmp/site" KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
 python3 -m ser_edge.models.gpu_jobs --runs runs/gpu "$@"

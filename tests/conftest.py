@@ -1,7 +1,14 @@
-"""Shared fixtures: a seeded random generator, the shared datasets, the FFT backend."""
+"""Shared fixtures: a seeded random generator, the shared datasets, the FFT backend.
+
+Also: the repository's folders (edge/, models/, export/, benchmarks/) are on
+sys.path while tests run from its root, so ``import edge`` would load a second
+copy of ser_edge.edge beside the installed one. Such an import fails here.
+"""
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +17,17 @@ import pytest
 from ser_edge.edge import features, fft
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BARE_NAMES = ("edge", "models", "export", "benchmarks")  # the folders; the packages are ser_edge.<name>
+
+
+class _NoBareImports(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if path is None and name in BARE_NAMES:
+            raise ImportError(f"import {name}: the package is ser_edge.{name} (the bare folder would be a second copy)")
+        return None
+
+
+sys.meta_path.insert(0, _NoBareImports())
 # ../shared/datasets relative to the project root (see shared/datasets/README.md).
 SHARED_DATASETS = (REPO_ROOT.parent / "shared" / "datasets").resolve()
 
