@@ -40,7 +40,7 @@ def test_nothing_imports_the_bare_folder_names():
 
 
 def test_no_code_string_or_document_runs_a_bare_module():
-    """`python -m edge.cli`, "-m", "models.train_cli" and imports inside code strings."""
+    """``python -m`` or a ``"-m"`` argument with a bare package name, and imports inside code strings."""
     names = "|".join(BARE_NAMES)
     pattern = re.compile(rf"""-m[\s"',]+({names})\.\w|\bfrom ({names})(\.\w+)* import\b|^\s*import ({names})\b""", re.M)
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
@@ -61,7 +61,7 @@ def test_the_bare_names_cannot_be_imported_while_testing():
 
 
 def test_one_logging_convention():
-    """Module loggers (getLogger(__name__)) everywhere; handlers only through edge.command in entry points."""
+    """Module loggers (getLogger(__name__)) everywhere; handlers only through ser_edge.edge.command in entry points."""
     for path in python_files():
         text = path.read_text()
         relative = path.relative_to(REPO_ROOT)
