@@ -136,12 +136,12 @@ def measure(model: Path, data_dir: Path, wanted: set[str], target: float = TARGE
 def write_threshold(model: Path, record: dict) -> None:
     """Re-embed the model's metadata with ``uncertainty`` = ``record`` (and new checksums)."""
     from ser_edge.edge.model_file import read_model_bytes, parse_metadata
-    from ser_edge.export.cli import write_atomically
+    from ser_edge.edge.atomic import write_bytes
     from ser_edge.export.metadata import embed
 
     content = read_model_bytes(model)
     metadata = parse_metadata(content, model)
-    write_atomically(model, embed(content, {**metadata, "uncertainty": record}))
+    write_bytes(model, embed(content, {**metadata, "uncertainty": record}))
 
 
 def main(argv=None) -> int:
