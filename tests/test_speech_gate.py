@@ -18,8 +18,7 @@ from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, SPAN_FRAMES, VAD_FRAME,
     load_gate, span_probability
 from ser_edge.benchmarks import signals
 from tests.conftest import shared_dataset_dir
-
-RATE = 22050
+from tests.fixtures import RATE  # the model's rate, from FeatureConfig
 # espeak-ng makes the speech and the babble; the README's test command installs it.
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 SECONDS = 4.0
