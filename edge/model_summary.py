@@ -109,8 +109,9 @@ def _accuracy_lines(training: dict) -> list[str]:
     for figure in training.get("figures") or []:
         try:
             war, uar = figure["war"], figure["uar"]
+            spread = f" ± {100 * war['std']:.1f}" if figure["folds_finished"] > 1 else ""  # no spread from one fold
             lines.append(f"{figure['split']} {figure['folds_planned']}-fold cross-validation: WAR "
-                         f"{100 * war['mean']:.1f} ± {100 * war['std']:.1f} %, UAR {100 * uar['mean']:.1f} % "
+                         f"{100 * war['mean']:.1f}{spread} %, UAR {100 * uar['mean']:.1f} % "
                          f"({figure['folds_finished']} of {figure['folds_planned']} folds, "
                          f"{figure.get('epochs', '?')} epochs)")
         except (KeyError, TypeError):
