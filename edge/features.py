@@ -3,8 +3,9 @@
 ``mfcc(signal)`` equals ``librosa.feature.mfcc(y=signal, sr=22050, n_mfcc=39).T``
 (centred frames with zero padding, periodic Hann window, power spectrum,
 128 Slaney mel bands, ``power_to_db(ref=1, amin=1e-10, top_db=80)``, DCT-II
-ortho) to about 1e-4, because the mel and log steps run in float64 where
-librosa uses float32. The real FFT comes from
+ortho) to about 1e-4: the power spectrum and the mel projection run in
+float32 as in librosa (an sgemm: half the time of a float64 one), the log
+and the DCT in float64, where librosa stays in float32. The real FFT comes from
 ``ser_edge.edge.fft``: scipy's pocketfft kernel where installed, which makes the whole
 MFCC more than twice as fast as ``numpy.fft`` (see README); numpy is the
 fallback.
@@ -13,6 +14,7 @@ fallback.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -46,8 +48,8 @@ def mfcc(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarr
     """MFCCs of a mono float signal at ``config.sample_rate``: (frames, n_mfcc) float32."""
     signal = _checked_signal(signal)
     power = power_spectrogram(signal, config)
-    mel = power @ mel_filterbank(config).T  # (frames, n_mels) float64
-    log_mel = 10.0 * np.log10(np.maximum(mel, config.amin))  # ref = 1.0
+    mel = power @ mel_filterbank(config).T  # (frames, n_mels) float32, as librosa's
+    log_mel = 10.0 * np.log10(np.maximum(mel.astype(np.float64), config.amin))  # ref = 1.0
     if config.top_db is not None:
         log_mel = np.maximum(log_mel, log_mel.max() - config.top_db)
     return (log_mel @ dct_matrix(config.n_mfcc, config.n_mels).T).astype(np.float32)
@@ -89,8 +91,27 @@ def power_spectrogram(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG
     if padded.shape[0] < n_fft:  # librosa pads short inputs the same way
         raise SerEdgeError(f"signal of {signal.shape[0]} samples is too short for n_fft={n_fft}")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
-    spectrum = _rfft(frames * hann_window(n_fft))
-    return spectrum.real**2 + spectrum.imag**2
+    windowed = np.multiply(frames, hann_window(n_fft), out=_frame_buffer(frames.shape))
+    spectrum = _rfft(windowed)
+    # |X|^2 in place over the spectrum's (real, imaginary) pairs: no complex-sized temporaries.
+    pairs = spectrum.view(spectrum.real.dtype)
+    np.multiply(pairs, pairs, out=pairs)
+    return pairs[..., 0::2] + pairs[..., 1::2]
+
+
+_workspace = threading.local()
+
+
+def _frame_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's reused buffer for the windowed frames (196 x 2048 float32 at the defaults).
+
+    A fresh 1.6 MB array per call costs its page faults: measured, that made
+    the power spectrum 1.9 ms instead of 0.55 ms at one thread.
+    """
+    buffer = getattr(_workspace, "frames", None)
+    if buffer is None or buffer.shape != shape:
+        buffer = _workspace.frames = np.empty(shape, np.float32)
+    return buffer
 
 
 @functools.lru_cache(maxsize=8)
@@ -125,7 +146,7 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 def mel_filterbank(config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Slaney-normalised triangular filters: (n_mels, n_fft // 2 + 1) float64."""
+    """Slaney-normalised triangular filters: (n_mels, n_fft // 2 + 1) float32 (librosa's dtype)."""
     return _mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax_hz)
 
 
@@ -142,8 +163,8 @@ def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax
         rising = (fft_hz - edges_hz[band]) / widths[band]
         falling = (edges_hz[band + 2] - fft_hz) / widths[band + 1]
         weights[band] = np.maximum(0.0, np.minimum(rising, falling)) * area_norm[band]
-    # librosa stores its filters as float32; round the same way so sums agree.
-    weights[:] = weights.astype(np.float32)
+    # librosa stores its filters as float32; so do we, and the projection multiplies in float32.
+    weights = weights.astype(np.float32)
     weights.flags.writeable = False
     return weights
 

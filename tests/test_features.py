@@ -167,6 +167,31 @@ def test_real_speech(shared_datasets, fft_backend, relative):
 # --- utterance_features and fit_length ----------------------------------------------
 
 
+
+
+def test_the_reused_frame_buffer_never_leaks_into_a_returned_spectrum(fft_backend, rng):
+    """power_spectrogram reuses one buffer per thread: an earlier result must not change."""
+    first_signal, second_signal = (rng.standard_normal(N).astype(np.float32) for _ in range(2))
+    first = features.power_spectrogram(first_signal)
+    kept = first.copy()
+    second = features.power_spectrogram(second_signal)
+    np.testing.assert_array_equal(first, kept)
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(features.power_spectrogram(first_signal), kept)
+
+
+def test_threads_computing_features_at_once_get_each_their_own_result(rng):
+    import concurrent.futures
+
+    signals = [rng.standard_normal(N).astype(np.float32) * scale for scale in (0.01, 0.1, 0.5, 1.0)]
+    expected = [features.mfcc(signal) for signal in signals]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):
+            got = list(pool.map(features.mfcc, signals * 4))
+            for index, matrix in enumerate(got):
+                np.testing.assert_array_equal(matrix, expected[index % len(signals)])
+
+
 @pytest.mark.parametrize("length", [3000, 44_100, N, 150_001])
 def test_utterance_features_shape(rng, length):
     y = (0.1 * rng.standard_normal(length)).astype(np.float32)
