@@ -4,7 +4,7 @@
 (centred frames with zero padding, periodic Hann window, power spectrum,
 128 Slaney mel bands, ``power_to_db(ref=1, amin=1e-10, top_db=80)``, DCT-II
 ortho) to about 1e-4: the power spectrum and the mel projection run in
-float32 as in librosa (an sgemm: half the time of a float64 one), the log
+float32 as in librosa (an sgemm rather than a dgemm), the log
 and the DCT in float64, where librosa stays in float32. The real FFT comes from
 ``ser_edge.edge.fft``: scipy's pocketfft kernel where installed, which makes the whole
 MFCC more than twice as fast as ``numpy.fft`` (see README); numpy is the
@@ -105,8 +105,9 @@ _workspace = threading.local()
 def _frame_buffer(shape: tuple[int, ...]) -> np.ndarray:
     """This thread's reused buffer for the windowed frames (196 x 2048 float32 at the defaults).
 
-    A fresh 1.6 MB array per call costs its page faults: measured, that made
-    the power spectrum 1.9 ms instead of 0.55 ms at one thread.
+    A fresh 1.6 MB array per call costs its page faults: with this buffer and the
+    float32 mel projection, ``python -m ser_edge.benchmarks.frontend_bench``'s
+    default MFCC went from 2.37 to 1.45 ms (benchmarks/results/frontend.md).
     """
     buffer = getattr(_workspace, "frames", None)
     if buffer is None or buffer.shape != shape:

@@ -97,9 +97,9 @@ def validation_predictions(model: Path, data_dir: Path, wanted: set[str]) -> tup
     from ser_edge.edge.classifier import EmotionClassifier
     from ser_edge.edge.datasets import read_dataset
 
-    classifier = EmotionClassifier(model)
-    if not wanted:
+    if not wanted:  # before loading anything
         raise SerEdgeError(f"{model}: the training sidecar lists no validation_files to measure on")
+    classifier = EmotionClassifier(model)
     utterances = [u for u in read_dataset(classifier.dataset, data_dir) if u.path.name in wanted]
     if len(utterances) != len(wanted):
         raise SerEdgeError(f"{data_dir}: {len(wanted) - len(utterances)} of the model's {len(wanted)} "
