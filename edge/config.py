@@ -46,6 +46,11 @@ class FeatureConfig:
     # the model's training set; None: raw MFCCs (models trained before it).
     input_mean: tuple[float, ...] | None = None
     input_std: tuple[float, ...] | None = None
+    # Cepstral mean subtraction: each utterance's mean MFCC vector (over the
+    # fitted window) is subtracted before the standardisation. A gain change
+    # moves only c0 by a constant and a fixed microphone response adds a
+    # constant vector, so both leave such a model's inputs (almost) unchanged.
+    utterance_mean: bool = False
 
     def __post_init__(self) -> None:
         if self.reverse_axis not in REVERSE_AXES:
@@ -73,6 +78,8 @@ class FeatureConfig:
         if not isinstance(self.input_names, tuple) or len(self.input_names) != 2 or \
                 not all(isinstance(name, str) for name in self.input_names):
             raise SerEdgeError(f"feature config: input_names must be two names, got {self.input_names!r}")
+        if not isinstance(self.utterance_mean, bool):
+            raise SerEdgeError(f"feature config: utterance_mean must be true or false, got {self.utterance_mean!r}")
         if (self.input_mean is None) != (self.input_std is None):
             raise SerEdgeError("feature config: input_mean and input_std come together")
         if self.input_mean is not None:
@@ -109,6 +116,8 @@ class FeatureConfig:
         for name in ("input_mean", "input_std"):
             if data[name] is not None:
                 data[name] = list(data[name])
+        if not self.utterance_mean:  # written only when on: older readers and run files stay valid
+            del data["utterance_mean"]
         return data
 
     @classmethod
@@ -126,13 +135,15 @@ class FeatureConfig:
     def cache_key(self) -> str:
         """A short stable string that changes whenever a number of the MFCC matrices does.
 
-        The standardisation statistics are left out: they are applied to the
-        (cached) matrices when the model inputs are made.
+        The standardisation statistics and the cepstral mean subtraction are
+        left out: they are applied to the (cached) matrices when the model
+        inputs are made.
         """
         import hashlib
         import json
 
         data = self.to_dict()
         del data["input_mean"], data["input_std"]
+        data.pop("utterance_mean", None)
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -78,7 +78,14 @@ def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -
 
 
 def standardize(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """(mfcc - mean) / std per coefficient where the model says so (``FeatureConfig.input_mean``)."""
+    """The model's input normalisation of (frames, n_mfcc) or (n, frames, n_mfcc) MFCCs.
+
+    First each utterance's own mean over its frames where the model says so
+    (``FeatureConfig.utterance_mean``), then (mfcc - mean) / std per
+    coefficient with the training set's statistics (``FeatureConfig.input_mean``).
+    """
+    if config.utterance_mean:
+        features = features - features.mean(axis=-2, keepdims=True, dtype=np.float64).astype(np.float32)
     if config.input_mean is None:
         return features
     return (features - np.asarray(config.input_mean, np.float32)) / np.asarray(config.input_std, np.float32)

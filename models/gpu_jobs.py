@@ -16,6 +16,7 @@ is not run; none starts when its expected time no longer fits.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import logging
 import os
@@ -46,15 +47,20 @@ class Job:
     result: Path | None = None  # the file a finished job leaves; the job is dropped when it exists
 
 
-def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str]) -> list[Job]:
-    out = runs / f"{dataset}-{split}"
+# Whole cross-validations of a recipe change, beside the recipe's own: name suffix -> ser-train flags.
+CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"]}
+
+
+def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],
+            tag: str = "") -> list[Job]:
+    out = runs / f"{dataset}-{split}{tag}"
     size = training_size(dataset, folds)
     base = ["--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(out),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
-    jobs = [Job(f"{dataset}-{split}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,
+    jobs = [Job(f"{dataset}-{split}{tag}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,
                 out / f"fold_{k:02d}.json") for k in range(folds)]
     if split == "random":
-        jobs.append(Job(f"{dataset}-final", base + ["--no-cv"], size * 1.1 * epochs, out / "final.keras"))
+        jobs.append(Job(f"{dataset}-final{tag}", base + ["--no-cv"], size * 1.1 * epochs, out / "final.keras"))
     return jobs
 
 
@@ -91,12 +97,19 @@ def probe_jobs(epochs: int, runs: Path, names: list[str]) -> list[Job]:
 def plan(name: str, epochs: int, runs: Path) -> list[Job]:
     if name == "smoke":
         return probe_jobs(2, runs, ["authors-converging", "gate-thesis"])
-    cv = (cv_jobs("ravdess", "random", 10, epochs, runs, []) + cv_jobs("emodb", "random", 10, epochs, runs, [])
-          + cv_jobs("ravdess", "speaker", 5, epochs, runs, []) + cv_jobs("emodb", "speaker", 5, epochs, runs, []))
+    cv = [job for tag, extra in CV_VARIANTS.items()
+          for dataset, split, folds in (("ravdess", "random", 10), ("emodb", "random", 10),
+                                        ("ravdess", "speaker", 5), ("emodb", "speaker", 5))
+          for job in cv_jobs(dataset, split, folds, epochs, runs, extra, tag)]
     # "authors-converging" on RAVDESS speaker fold 0 is the speaker CV's fold 0 itself.
     probes = probe_jobs(epochs, runs, [p for p in PROBES if p != "authors-converging"])
     jobs = sorted(cv, key=lambda j: -j.weight) + probes
     return [job for job in jobs if job.result is None or not job.result.exists()]
+
+
+def select(jobs: list[Job], patterns: list[str]) -> list[Job]:
+    """The jobs whose names match one of the shell-style ``patterns`` (all when none), in plan order."""
+    return [job for job in jobs if not patterns or any(fnmatch.fnmatchcase(job.name, p) for p in patterns)]
 
 
 def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
@@ -159,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="trainings sharing the GPU (H100: 12 gave 3.6 epochs/s in all but 500 s a fold)")
     parser.add_argument("--deadline", type=float, default=500, help="seconds from now; no job runs past it")
     parser.add_argument("--runs", type=Path, default=Path("runs/gpu"))
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="run only the jobs whose names match (shell-style, repeatable; see --list)")
     parser.add_argument("--list", action="store_true", help="print the jobs and stop")
     args = parser.parse_args(argv)
-    jobs = plan(args.plan, args.epochs, args.runs)
+    jobs = select(plan(args.plan, args.epochs, args.runs), args.only)
+    if not jobs:
+        parser.error("no job left to run (finished, or no name matches --only)")
     if args.list:
         for job in jobs:
             print(job.name, " ".join(job.args))

@@ -56,6 +56,7 @@ class TrainSettings:
     head_dropout: float = 0.0
     bn_momentum: float = 0.9
     standardize: bool = True  # per-coefficient, statistics of the training part
+    utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
     head_scale: float = 20.0  # a constant on the head's input: the capsule outputs have norm <= 1
     label_smoothing: float = 0.1
     loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
@@ -85,6 +86,8 @@ class TrainSettings:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["ablate"] = list(self.ablate)
+        if not self.utterance_mean:  # added later: written only when on, so earlier run files still match
+            del data["utterance_mean"]
         return data
 
 
@@ -150,10 +153,15 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
 
 
 def fold_features(data: FeatureSet, train: np.ndarray, settings: TrainSettings, config: FeatureConfig) -> FeatureConfig:
-    """``config`` with standardisation statistics of the training part (never of validation or test)."""
+    """``config`` with the run's input normalisation; statistics from the training part only (never
+    validation or test), measured after the cepstral mean subtraction where the run uses it."""
+    config = dataclasses.replace(config, utterance_mean=settings.utterance_mean)
     if not settings.standardize:
         return config
-    frames = data.features[train].reshape(-1, data.features.shape[-1]).astype(np.float64)
+    matrices = data.features[train].astype(np.float64)
+    if settings.utterance_mean:
+        matrices -= matrices.mean(axis=1, keepdims=True)
+    frames = matrices.reshape(-1, data.features.shape[-1])
     return config.standardized(frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-6))
 
 

@@ -326,9 +326,9 @@ CHANGED_FIELDS = {
 
 
 def test_changed_fields_cover_every_field():
-    # The standardisation statistics apply to cached matrices, so they stay out of the cache key
-    # (tests/test_training_recipe.py checks that).
-    standardisation = {"input_mean", "input_std"}
+    # The standardisation statistics and the cepstral mean subtraction apply to cached matrices, so
+    # they stay out of the cache key (tests/test_training_recipe.py checks that).
+    standardisation = {"input_mean", "input_std", "utterance_mean"}
     assert set(CHANGED_FIELDS) == {f.name for f in dataclasses.fields(FeatureConfig)} - standardisation
 
 

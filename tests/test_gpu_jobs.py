@@ -14,7 +14,10 @@ def test_full_plan_runs_longest_first_and_skips_finished_work(tmp_path):
     jobs = gpu_jobs.plan("full", 150, tmp_path)
     names = [job.name for job in jobs]
     assert names[0].startswith("ravdess-")  # the longest jobs first
-    assert len([n for n in names if "-fold" in n]) == 30 and "ravdess-final" in names and "emodb-final" in names
+    # The recipe's cross-validations and each variant's (CV_VARIANTS), every fold and final once.
+    assert len([n for n in names if "-fold" in n]) == 30 * len(gpu_jobs.CV_VARIANTS)
+    assert {"ravdess-final", "emodb-final", "ravdess-final-cms", "emodb-final-cms"} <= set(names)
+    assert len(names) == len(set(names))
     cv = [job for job in jobs if not job.name.startswith("probe-")]
     assert [job.weight for job in cv] == sorted((job.weight for job in cv), reverse=True)
     finished = tmp_path / "ravdess-random" / "fold_03.json"
@@ -22,6 +25,20 @@ def test_full_plan_runs_longest_first_and_skips_finished_work(tmp_path):
     finished.write_text("{}")
     again = [job.name for job in gpu_jobs.plan("full", 150, tmp_path)]
     assert "ravdess-random-fold3" not in again and len(again) == len(names) - 1
+
+
+def test_only_selects_jobs_by_name_and_a_variant_writes_its_own_folder(tmp_path, capsys):
+    jobs = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["ravdess-speaker-fold[1-4]", "*-cms-fold0"])
+    names = [job.name for job in jobs]
+    assert sorted(names) == sorted([f"ravdess-speaker-fold{k}" for k in range(1, 5)]
+                                   + [f"{d}-{s}-cms-fold0" for d in ("ravdess", "emodb") for s in ("random", "speaker")])
+    cms = next(job for job in jobs if job.name == "ravdess-speaker-cms-fold0")
+    assert "--utterance-mean" in cms.args and str(tmp_path / "ravdess-speaker-cms") in cms.args
+    plain = next(job for job in jobs if job.name == "ravdess-speaker-fold1")
+    assert "--utterance-mean" not in plain.args and str(tmp_path / "ravdess-speaker") in plain.args
+    with pytest.raises(SystemExit):
+        gpu_jobs.main(["--runs", str(tmp_path), "--only", "no-such-job", "--list"])
+    assert "no job left to run" in capsys.readouterr().err
 
 
 @pytest.mark.slow

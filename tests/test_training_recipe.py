@@ -4,6 +4,7 @@ reading or recipe never mixed into a folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -35,6 +36,71 @@ def test_standardisation_travels_in_the_feature_contract():
     np.testing.assert_allclose(forward, (matrix - mean) / std, rtol=1e-5, atol=1e-5)
     raw = model_inputs(matrix, CONFIG)["forward"][0, :, :, 0]
     np.testing.assert_array_equal(raw, matrix)
+
+
+def tones(seconds: float = 3.0) -> np.ndarray:
+    """A voiced-like test signal: harmonics with a slow vibrato, some noise, silence at both ends."""
+    rate = CONFIG.sample_rate
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 140 + 20 * np.sin(2 * np.pi * 3 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12)) * np.hanning(t.size)
+    return (0.3 * voice + 0.01 * np.random.default_rng(3).normal(size=t.size)).astype(np.float32)
+
+
+def test_utterance_mean_travels_and_makes_inputs_gain_independent():
+    from ser_edge.edge.features import utterance_features
+
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(size=COEFFICIENTS), rng.uniform(1, 50, COEFFICIENTS)
+    config = dataclasses.replace(CONFIG.standardized(mean, std), utterance_mean=True)
+    again = FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.utterance_mean
+    assert config.cache_key() == CONFIG.cache_key()
+    # Off, the key is not written at all: models and run files from before it read and compare as they did.
+    assert "utterance_mean" not in CONFIG.standardized(mean, std).to_dict()
+    with pytest.raises(SerEdgeError, match="utterance_mean"):
+        FeatureConfig.from_dict({**CONFIG.to_dict(), "utterance_mean": "yes"})
+
+    signal = tones()
+    loud, quiet = utterance_features(signal), utterance_features(signal * 0.1)  # -20 dB
+    expected = ((loud - loud.mean(axis=0)) - mean) / std
+    forward = model_inputs(loud, config)["forward"][0, :, :, 0]
+    np.testing.assert_allclose(forward, expected, rtol=1e-4, atol=1e-4)
+    # A gain moves c0 only, by a constant: with the subtraction the inputs do not move.
+    assert np.abs(quiet[:, 0].mean() - loud[:, 0].mean()) > 100
+    np.testing.assert_allclose(model_inputs(quiet, config)["forward"], model_inputs(loud, config)["forward"],
+                               atol=2e-3)
+    without = CONFIG.standardized(mean, std)
+    assert np.abs(model_inputs(quiet, without)["forward"] - model_inputs(loud, without)["forward"]).max() > 1
+
+
+def test_utterance_mean_statistics_come_after_the_subtraction_and_batches_apply_it_once():
+    pytest.importorskip("keras")
+    from ser_edge.models.feed import make_feed
+    from ser_edge.models.feature_cache import FeatureSet
+    from ser_edge.models.train import TrainSettings, fold_features
+
+    rng = np.random.default_rng(2)
+    # Utterances with very different offsets (gains, microphones): raw statistics would be dominated by them.
+    features = (rng.normal(size=(12, FRAMES, COEFFICIENTS)) * 3 + rng.normal(scale=40, size=(12, 1, COEFFICIENTS)))
+    features = features.astype(np.float32)
+    labels = np.arange(12) % 3
+    data = FeatureSet(features=features, labels=labels, speakers=np.zeros(12, int), paths=np.array([""] * 12),
+                      label_names=("a", "b", "c"))
+    train = np.arange(8)
+    settings = TrainSettings(dataset="ravdess", utterance_mean=True)
+    config = fold_features(data, train, settings, CONFIG)
+    assert config.utterance_mean
+    assert "utterance_mean" in settings.to_dict() and "utterance_mean" not in TrainSettings(dataset="ravdess").to_dict()
+    inputs = model_inputs(features[train], config)["forward"][..., 0].reshape(-1, COEFFICIENTS)
+    np.testing.assert_allclose(inputs.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(inputs.std(axis=0), 1, atol=1e-3)
+    # The training batches hold exactly the inputs the runtime makes (not subtracted twice).
+    feed = make_feed(features[train], labels[train], 3, config, batch_size=8, seed=0, augmented=False)
+    x, _ = feed[0]
+    in_order = features[train][feed._order()]
+    np.testing.assert_allclose(x["forward"], model_inputs(in_order, config)["forward"], atol=1e-5)
 
 
 @pytest.mark.parametrize("change", [
