@@ -112,7 +112,10 @@ def smaps_by_mapping(pid: int) -> Counter:
 
 
 def listen_peak(model: str) -> tuple[float, float, Counter]:
-    """A real `ser-edge listen` on the fake microphone: its VmHWM, its highest sampled RSS and smaps there (MiB)."""
+    """A real `ser-edge listen` on the fake microphone: its VmHWM, its highest sampled RSS and smaps there (MiB).
+
+    The smaps snapshot also holds "(anonymous)" and "(file-backed)": RssAnon and RssFile at that sample.
+    """
     from ser_edge.benchmarks.listen_bench import fake_microphone
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,6 +125,7 @@ def listen_peak(model: str) -> tuple[float, float, Counter]:
                                    env=mic["env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         best = hwm = 0
         snapshot: Counter = Counter()
+        split: dict = {}
         while process.poll() is None:
             try:
                 status = dict(line.split(":", 1) for line in
@@ -129,16 +133,23 @@ def listen_peak(model: str) -> tuple[float, float, Counter]:
                 rss, hwm = int(status["VmRSS"].split()[0]), max(hwm, int(status["VmHWM"].split()[0]))
                 if rss > best:
                     best, snapshot = rss, smaps_by_mapping(process.pid)
+                    split = {"(anonymous)": int(status["RssAnon"].split()[0]),
+                             "(file-backed)": int(status["RssFile"].split()[0])}
             except (OSError, KeyError, ValueError):
                 break
             time.sleep(0.01)
         if process.wait() != 0:
             raise SystemExit("memory_bench: ser-edge listen failed")
-    return hwm / 1024, best / 1024, snapshot
+    return hwm / 1024, best / 1024, snapshot + Counter(split)
 
 
 def mapping_table(peak: float, snapshot: Counter, top: int = 14) -> list[str]:
-    rows = [f"RSS at the sampled peak: {peak:.1f} MiB", "", "| mapping | resident (MiB) |", "|---|---:|"]
+    snapshot = snapshot.copy()
+    anonymous, files = snapshot.pop("(anonymous)", 0), snapshot.pop("(file-backed)", 0)
+    rows = [f"RSS at the sampled peak: {peak:.1f} MiB: {anonymous / 1024:.1f} MiB anonymous (heap, arenas, "
+            f"stacks), {files / 1024:.1f} MiB file-backed (libraries' code and data: clean pages the kernel can "
+            "drop and reread, shared with any other process that maps them)", "",
+            "| mapping | resident (MiB) |", "|---|---:|"]
     for name, kib in snapshot.most_common(top):
         rows.append(f"| {name} | {kib / 1024:.1f} |")
     rest = sum(kib for _, kib in snapshot.most_common()[top:])

@@ -47,7 +47,7 @@ def fit_length(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np
 def mfcc(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
     """MFCCs of a mono float signal at ``config.sample_rate``: (frames, n_mfcc) float32."""
     signal = _checked_signal(signal)
-    power = power_spectrogram(signal, config)
+    power = _power_spectrogram(signal, config, in_frame_buffer=True)  # read once, just below
     mel = power @ mel_filterbank(config).T  # (frames, n_mels) float32, as librosa's
     log_mel = 10.0 * np.log10(np.maximum(mel.astype(np.float64), config.amin))  # ref = 1.0
     if config.top_db is not None:
@@ -93,17 +93,43 @@ def standardize(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) ->
 
 def power_spectrogram(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
     """|STFT|^2 with centred, zero-padded frames: (frames, n_fft // 2 + 1) float32."""
+    return _power_spectrogram(signal, config, in_frame_buffer=False)
+
+
+def _power_spectrogram(signal: np.ndarray, config: FeatureConfig, in_frame_buffer: bool) -> np.ndarray:
+    """``power_spectrogram``; with ``in_frame_buffer``, written over this thread's frame buffer as the frames
+    are used up (no 0.8 MB array per call), so only valid until this thread's next call."""
     n_fft, hop = config.n_fft, config.hop_length
     padded = np.pad(signal.astype(np.float32, copy=False), (n_fft // 2, n_fft // 2))
     if padded.shape[0] < n_fft:  # librosa pads short inputs the same way
         raise SerEdgeError(f"signal of {signal.shape[0]} samples is too short for n_fft={n_fft}")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
     windowed = np.multiply(frames, hann_window(n_fft), out=_frame_buffer(frames.shape))
-    spectrum = _rfft(windowed)
-    # |X|^2 in place over the spectrum's (real, imaginary) pairs: no complex-sized temporaries.
-    pairs = spectrum.view(spectrum.real.dtype)
-    np.multiply(pairs, pairs, out=pairs)
-    return pairs[..., 0::2] + pairs[..., 1::2]
+    power = None
+    # The FFT a few frames at a time: the complex spectrum of all 196 frames (1.6 MB) would exist only to
+    # be squared, and that transient set the daemon's peak memory (benchmarks/memory_bench.py).
+    for start in range(0, windowed.shape[0], FFT_CHUNK_FRAMES):
+        stop = start + FFT_CHUNK_FRAMES
+        spectrum = _rfft(windowed[start:stop])
+        # |X|^2 in place over the spectrum's (real, imaginary) pairs: no complex-sized temporaries.
+        pairs = spectrum.view(spectrum.real.dtype)
+        np.multiply(pairs, pairs, out=pairs)
+        if power is None:
+            shape = (windowed.shape[0], pairs.shape[-1] // 2)
+            if in_frame_buffer and pairs.dtype == windowed.dtype:
+                # Row i of the power lies before frame row i + 1 (n_fft // 2 + 1 <= n_fft values a row):
+                # each chunk overwrites only frames already transformed.
+                power = windowed.reshape(-1)[:shape[0] * shape[1]].reshape(shape)
+            else:
+                power = np.empty(shape, pairs.dtype)
+        np.add(pairs[..., 0::2], pairs[..., 1::2], out=power[start:stop])
+    return power
+
+
+# Frames per FFT call. Every frame's numbers are those of one call over all frames: pocketfft transforms
+# frames in SIMD batches of at most 16 (float32, AVX-512) and the rest one by one, and 32 is a multiple of
+# every batch width, so each frame takes the same path (tests/test_features.py checks bit-identity).
+FFT_CHUNK_FRAMES = 32
 
 
 _workspace = threading.local()

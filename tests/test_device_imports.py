@@ -8,12 +8,14 @@ covered without editing this file.
 
 from __future__ import annotations
 
+import json
 import pkgutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ser_edge import benchmarks
@@ -152,3 +154,39 @@ def test_listening_to_a_microphone_loads_no_file_decoder_and_no_numpy_random():
     result = run_fresh(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# What `ser-edge listen` must not load (benchmarks/memory_bench.py measured each in the daemon): hashlib's
+# OpenSSL (_hashlib maps libcrypto, about 3.5 MiB; model checksums use CPython's builtin sha256),
+# importlib.metadata with email and csv (about 3 MiB, once only for the speech gate's version string) and
+# importlib.resources with zipfile (the shipped models' folder).
+NOT_WHILE_LISTENING = ("_hashlib", "hashlib", "importlib.metadata", "email", "csv", "importlib.resources",
+                       "zipfile", "soundfile", "numpy.random")
+
+
+def test_a_listening_daemon_loads_neither_openssl_nor_package_metadata(tmp_path):
+    """A real `ser-edge listen` (stdin, espeak-ng speech, the Silero gate, a classification) in a fresh
+    interpreter: at exit none of NOT_WHILE_LISTENING is imported and libcrypto is not mapped."""
+    from tests.fixtures import RATE, SENTENCES, espeak
+
+    speech = espeak(SENTENCES[0], tmp_path / "speech.wav")
+    silence = np.zeros(RATE, np.float32)
+    pcm = np.clip(np.round(np.concatenate([silence, speech, silence]) * 32768), -32768, 32767).astype("<i2")
+    code = f"""
+        import atexit, json, os, sys
+        def report():
+            loaded = sorted(m for m in {NOT_WHILE_LISTENING!r} if m in sys.modules)
+            maps = open("/proc/self/maps").read() if os.path.exists("/proc/self/maps") else ""
+            sys.stderr.write("LOADED " + json.dumps({{"modules": loaded, "libcrypto": "libcrypto" in maps}}) + "\\n")
+        atexit.register(report)
+        from ser_edge.edge.cli import main
+        sys.exit(main(["listen", "--model", "ravdess", "--input", "-", "--input-rate", "{RATE}"]))
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=EDGE_DIR.parent, input=pcm.tobytes(),
+                          capture_output=True, timeout=120)
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert len([line for line in done.stdout.decode().splitlines() if line.strip()]) == 1, stderr  # classified
+    assert '"speech_gate": "silero"' in stderr  # the real gate ran
+    report = json.loads(next(line for line in stderr.splitlines() if line.startswith("LOADED "))[7:])
+    assert report == {"modules": [], "libcrypto": False}

@@ -180,6 +180,41 @@ def test_the_reused_frame_buffer_never_leaks_into_a_returned_spectrum(fft_backen
     np.testing.assert_array_equal(features.power_spectrogram(first_signal), kept)
 
 
+def _one_fft_over_all_frames(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The power spectrogram and MFCCs as computed before the FFT was chunked (one call over all frames)."""
+    n_fft, hop = features.DEFAULT_CONFIG.n_fft, features.DEFAULT_CONFIG.hop_length
+    padded = np.pad(signal.astype(np.float32), (n_fft // 2, n_fft // 2))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop] * features.hann_window(n_fft)
+    spectrum = features._rfft(np.ascontiguousarray(frames))
+    pairs = spectrum.view(spectrum.real.dtype)
+    power = pairs[..., 0::2] ** 2 + pairs[..., 1::2] ** 2
+    mel = power @ features.mel_filterbank().T
+    log_mel = 10.0 * np.log10(np.maximum(mel.astype(np.float64), features.DEFAULT_CONFIG.amin))
+    log_mel = np.maximum(log_mel, log_mel.max() - features.DEFAULT_CONFIG.top_db)
+    dct = features.dct_matrix(features.DEFAULT_CONFIG.n_mfcc, features.DEFAULT_CONFIG.n_mels)
+    return power, (log_mel @ dct.T).astype(np.float32)
+
+
+@pytest.mark.parametrize("samples", [N, N - 1, 2048, 512 * features.FFT_CHUNK_FRAMES, 512 * 33 + 7, 3 * N])
+def test_the_chunked_fft_gives_the_numbers_of_one_call_over_all_frames(fft_backend, rng, samples):
+    """Memory: the STFT runs FFT_CHUNK_FRAMES frames a call, and mfcc writes the power over the used-up
+    frame buffer. Neither may change a single bit (frame counts below, at and above a chunk boundary)."""
+    y = (0.3 * rng.standard_normal(samples)).astype(np.float32)
+    power, mfcc = _one_fft_over_all_frames(y)
+    np.testing.assert_array_equal(features.power_spectrogram(y), power)
+    np.testing.assert_array_equal(features.mfcc(y), mfcc)
+
+
+def test_mfcc_leaves_no_spectrum_sized_temporaries(rng):
+    """The power spectrogram inside mfcc lives in the frame buffer; power_spectrogram's own result does not."""
+    y = (0.1 * rng.standard_normal(N)).astype(np.float32)
+    features.mfcc(y)
+    frames = features._workspace.frames
+    inside = features._power_spectrogram(y, features.DEFAULT_CONFIG, in_frame_buffer=True)
+    assert np.shares_memory(inside, frames)
+    assert not np.shares_memory(features.power_spectrogram(y), frames)
+
+
 def test_threads_computing_features_at_once_get_each_their_own_result(rng):
     import concurrent.futures
 

