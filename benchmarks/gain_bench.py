@@ -278,8 +278,14 @@ def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | Non
     if classifier.dataset == "emodb" and not files:
         notes.append("The EMO-DB copy in ../shared/datasets is a mirror resampled to 22,050 Hz and cut or padded to "
                      "2.0 s per file (its README): its levels and figures are not those of the original recordings.")
-    if not classifier.features.utterance_mean:
-        notes.append("The model's features have no per-utterance mean (`FeatureConfig.utterance_mean` off): a gain "
+    features = classifier.features
+    if features.level_reference is not None:
+        notes.append(f"The model normalises the level (`FeatureConfig.level_reference` {features.level_reference:.1f}): "
+                     "each utterance's c0 is moved so that its loudest frame sits there. A gain moves every frame's c0 "
+                     "by the same amount, so it cancels, until the quietest input meets the -100 dB floor (`amin`) "
+                     "of the zero padding, which does not move with the gain.")
+    elif not features.utterance_mean:
+        notes.append("The model takes the level as recorded (no `level_reference`, no `utterance_mean`): a gain "
                      "moves the log-mel energies by the same number of dB in every band (where no floor applies), so "
                      "c0 by that times sqrt(n_mels), and the training set's standardisation passes that on to the model.")
     if not any(item.label in classifier.labels for item in items):

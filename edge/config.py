@@ -51,6 +51,11 @@ class FeatureConfig:
     # moves only c0 by a constant and a fixed microphone response adds a
     # constant vector, so both leave such a model's inputs (almost) unchanged.
     utterance_mean: bool = False
+    # Level normalisation: each utterance's c0 is shifted so that its loudest
+    # frame's c0 equals this value (the mean over the training files). A gain
+    # moves every frame's c0 by the same amount, so the model sees the same
+    # level however far the speaker is from the microphone. None: as recorded.
+    level_reference: float | None = None
 
     def __post_init__(self) -> None:
         if self.reverse_axis not in REVERSE_AXES:
@@ -78,6 +83,10 @@ class FeatureConfig:
         if not isinstance(self.input_names, tuple) or len(self.input_names) != 2 or \
                 not all(isinstance(name, str) for name in self.input_names):
             raise SerEdgeError(f"feature config: input_names must be two names, got {self.input_names!r}")
+        if self.level_reference is not None and (not isinstance(self.level_reference, (int, float))
+                                                 or isinstance(self.level_reference, bool)
+                                                 or not math.isfinite(self.level_reference)):
+            raise SerEdgeError(f"feature config: level_reference must be a finite number, got {self.level_reference!r}")
         if not isinstance(self.utterance_mean, bool):
             raise SerEdgeError(f"feature config: utterance_mean must be true or false, got {self.utterance_mean!r}")
         if (self.input_mean is None) != (self.input_std is None):
@@ -116,8 +125,11 @@ class FeatureConfig:
         for name in ("input_mean", "input_std"):
             if data[name] is not None:
                 data[name] = list(data[name])
-        if not self.utterance_mean:  # written only when on: older readers and run files stay valid
+        # Written only when on: older readers and run files stay valid.
+        if not self.utterance_mean:
             del data["utterance_mean"]
+        if self.level_reference is None:
+            del data["level_reference"]
         return data
 
     @classmethod
@@ -135,8 +147,8 @@ class FeatureConfig:
     def cache_key(self) -> str:
         """A short stable string that changes whenever a number of the MFCC matrices does.
 
-        The standardisation statistics and the cepstral mean subtraction are
-        left out: they are applied to the (cached) matrices when the model
+        The standardisation statistics, the cepstral mean subtraction and the
+        level normalisation are left out: they are applied to the (cached) matrices when the model
         inputs are made.
         """
         import hashlib
@@ -145,5 +157,6 @@ class FeatureConfig:
         data = self.to_dict()
         del data["input_mean"], data["input_std"]
         data.pop("utterance_mean", None)
+        data.pop("level_reference", None)
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

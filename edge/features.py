@@ -80,10 +80,15 @@ def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -
 def standardize(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
     """The model's input normalisation of (frames, n_mfcc) or (n, frames, n_mfcc) MFCCs.
 
-    First each utterance's own mean over its frames where the model says so
-    (``FeatureConfig.utterance_mean``), then (mfcc - mean) / std per
-    coefficient with the training set's statistics (``FeatureConfig.input_mean``).
+    In this order, each where the model says so: the level (c0 shifted so the
+    loudest frame's c0 is ``FeatureConfig.level_reference``), each utterance's
+    own mean over its frames (``utterance_mean``), then (mfcc - mean) / std per
+    coefficient with the training set's statistics (``input_mean``).
     """
+    if config.level_reference is not None:
+        features = np.array(features, dtype=np.float32)  # a copy: the caller's matrix stays as it was
+        c0 = features[..., 0]
+        c0 += config.level_reference - c0.max(axis=-1, keepdims=True)
     if config.utterance_mean:
         features = features - features.mean(axis=-2, keepdims=True, dtype=np.float64).astype(np.float32)
     if config.input_mean is None:

@@ -24,7 +24,8 @@ import numpy as np
 from ser_edge.edge import atomic
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.errors import SerEdgeError
-from ser_edge.edge.features import model_inputs
+from ser_edge.edge.features import model_inputs, standardize
+from ser_edge.models.level_reference import level_reference
 from ser_edge.models import RECIPES, metrics
 from ser_edge.models.feature_cache import FeatureSet
 from ser_edge.models.splits import Fold, make_folds, validation_split
@@ -57,6 +58,7 @@ class TrainSettings:
     bn_momentum: float = 0.9
     standardize: bool = True  # per-coefficient, statistics of the training part
     utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
+    level_normalise: bool = False  # c0 to the training part's loudest-frame level (FeatureConfig.level_reference)
     head_scale: float = 20.0  # a constant on the head's input: the capsule outputs have norm <= 1
     label_smoothing: float = 0.1
     loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
@@ -86,8 +88,9 @@ class TrainSettings:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["ablate"] = list(self.ablate)
-        if not self.utterance_mean:  # added later: written only when on, so earlier run files still match
-            del data["utterance_mean"]
+        for name in ("utterance_mean", "level_normalise"):  # added later: written only when on,
+            if not data[name]:  # so earlier run files still match
+                del data[name]
         return data
 
 
@@ -155,13 +158,12 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
 def fold_features(data: FeatureSet, train: np.ndarray, settings: TrainSettings, config: FeatureConfig) -> FeatureConfig:
     """``config`` with the run's input normalisation; statistics from the training part only (never
     validation or test), measured after the cepstral mean subtraction where the run uses it."""
-    config = dataclasses.replace(config, utterance_mean=settings.utterance_mean)
+    reference = level_reference(data.features[train]) if settings.level_normalise else None
+    config = dataclasses.replace(config, utterance_mean=settings.utterance_mean, level_reference=reference)
     if not settings.standardize:
         return config
-    matrices = data.features[train].astype(np.float64)
-    if settings.utterance_mean:
-        matrices -= matrices.mean(axis=1, keepdims=True)
-    frames = matrices.reshape(-1, data.features.shape[-1])
+    raw = dataclasses.replace(config, input_mean=None, input_std=None)
+    frames = standardize(data.features[train], raw).astype(np.float64).reshape(-1, data.features.shape[-1])
     return config.standardized(frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-6))
 
 

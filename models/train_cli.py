@@ -41,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--utterance-mean", action=argparse.BooleanOptionalAction, default=None,
                         help="subtract each utterance's mean MFCC vector before the standardisation (the "
                              "model's feature contract then asks the runtime to do the same)")
+    parser.add_argument("--level-normalise", action=argparse.BooleanOptionalAction, default=None,
+                        help="move each utterance's c0 to the training part's loudest-frame level (the model's "
+                             "feature contract then asks the runtime to do the same): predictions no longer "
+                             "depend on the input gain")
     parser.add_argument("--head-scale", type=float)
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--loss", choices=LOSSES)
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed,
         jit_compile=args.jit_compile, ablate=tuple(args.ablate), learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
-        bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, head_scale=args.head_scale,
+        bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:

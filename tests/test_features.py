@@ -361,9 +361,9 @@ CHANGED_FIELDS = {
 
 
 def test_changed_fields_cover_every_field():
-    # The standardisation statistics and the cepstral mean subtraction apply to cached matrices, so
-    # they stay out of the cache key (tests/test_training_recipe.py checks that).
-    standardisation = {"input_mean", "input_std", "utterance_mean"}
+    # The standardisation statistics, the cepstral mean subtraction and the level apply to cached
+    # matrices, so they stay out of the cache key (tests/test_training_recipe.py checks that).
+    standardisation = {"input_mean", "input_std", "utterance_mean", "level_reference"}
     assert set(CHANGED_FIELDS) == {f.name for f in dataclasses.fields(FeatureConfig)} - standardisation
 
 

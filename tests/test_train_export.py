@@ -131,6 +131,60 @@ def test_float32_matches_keras_on_real_features(exported, trained, corpus):
         np.testing.assert_allclose(classifier.infer(matrix), expected, atol=1e-4)
 
 
+def test_level_reference_makes_an_exported_model_gain_independent(tmp_path, trained, corpus):
+    import shutil
+
+    for name in ("final.keras", "final.json"):
+        shutil.copy2(trained / name, tmp_path / name)
+    done = run("ser_edge.models.level_reference", str(tmp_path / "final.json"), str(corpus),
+               "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sidecar = json.loads((tmp_path / "final.json").read_text())
+    reference = sidecar["features"]["level_reference"]
+    assert reference == pytest.approx(float(np.mean([  # the mean loudest-frame c0 of the training files
+        utterance_features_c0_max(corpus / name) for name in sidecar["training_files"]])), abs=1e-3)
+    out = tmp_path / "levelled.tflite"
+    done = run("ser_edge.export.cli", str(tmp_path / "final.keras"), "--quantize", "float32", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    levelled, plain = EmotionClassifier(out), EmotionClassifier(out)
+    assert levelled.features.level_reference == pytest.approx(reference)
+    plain.features = FeatureConfig.from_dict({k: v for k, v in levelled.features.to_dict().items()
+                                              if k != "level_reference"})
+    def largest_change(classifier) -> float:
+        change = 0.0
+        for wav in sorted(corpus.glob("*.wav"))[:4]:
+            signal = audio.load(wav, CONFIG.sample_rate)
+            loud, quiet = (np.array(list(classifier.classify(x).probabilities.values()))
+                           for x in (signal, signal * 10 ** (-20 / 20)))
+            change = max(change, float(np.abs(loud - quiet).max()))
+        return change
+
+    # Real LiteRT inference at -20 dB: with the reference the outputs stay put (float rounding only);
+    # the same model without it moves (a little, after two epochs of training; far more when trained).
+    with_reference, without = largest_change(levelled), largest_change(plain)
+    assert with_reference < 1e-5 and without > 10 * with_reference, (with_reference, without)
+
+
+def utterance_features_c0_max(path: Path) -> float:
+    from ser_edge.edge.features import utterance_features
+
+    return float(utterance_features(audio.load(path, CONFIG.sample_rate))[:, 0].max())
+
+
+def test_level_reference_bad_input_is_one_line(tmp_path, corpus):
+    sidecar = tmp_path / "model.json"
+    for content, expected in (("not json", "not a readable model sidecar"),
+                              (json.dumps({"dataset": "emodb", "features": CONFIG.to_dict(), "training_files": []}),
+                               "no training files"),
+                              (json.dumps({"dataset": "emodb", "features": CONFIG.to_dict(),
+                                           "training_files": ["03a01Fa.wav", "nothere.wav"]}), "are missing")):
+        sidecar.write_text(content)
+        done = run("ser_edge.models.level_reference", str(sidecar), str(corpus), "--cache-dir", str(tmp_path / "c"))
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert sidecar.read_text() == content  # nothing written
+
+
 @pytest.mark.parametrize("case", ["missing", "not_keras", "labels_mismatch", "empty_calibration", "bad_out"])
 def test_export_bad_input_leaves_no_file(tmp_path, trained, corpus, case):
     model, out = trained / "final.keras", tmp_path / "out.tflite"

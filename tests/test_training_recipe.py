@@ -103,6 +103,58 @@ def test_utterance_mean_statistics_come_after_the_subtraction_and_batches_apply_
     np.testing.assert_allclose(x["forward"], model_inputs(in_order, config)["forward"], atol=1e-5)
 
 
+def test_level_reference_travels_and_cancels_gain_in_c0_only():
+    from ser_edge.edge.features import utterance_features
+
+    rng = np.random.default_rng(4)
+    mean, std = rng.normal(size=COEFFICIENTS), rng.uniform(1, 50, COEFFICIENTS)
+    plain = CONFIG.standardized(mean, std)
+    config = dataclasses.replace(plain, level_reference=-250.0)
+    assert FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.cache_key() == CONFIG.cache_key() and "level_reference" not in plain.to_dict()
+    for bad in ("loud", float("nan"), True):
+        with pytest.raises(SerEdgeError, match="level_reference"):
+            FeatureConfig.from_dict({**CONFIG.to_dict(), "level_reference": bad})
+
+    loud = utterance_features(tones())
+    quiet = utterance_features(tones() * 10 ** (-20 / 20))
+    kept = loud.copy()
+    levelled = model_inputs(loud, config)["forward"][0, :, :, 0]
+    np.testing.assert_array_equal(loud, kept)  # the caller's matrix is not touched
+    # The loudest frame sits at the reference; the spectral shape (c1...) is as without it.
+    assert levelled[:, 0].max() * std[0] + mean[0] == pytest.approx(-250.0, abs=1e-2)
+    np.testing.assert_array_equal(levelled[:, 1:], model_inputs(loud, plain)["forward"][0, :, 1:, 0])
+    np.testing.assert_allclose(model_inputs(quiet, config)["forward"], model_inputs(loud, config)["forward"],
+                               atol=2e-3)
+    assert np.abs(model_inputs(quiet, plain)["forward"] - model_inputs(loud, plain)["forward"]).max() > 1
+
+
+def test_level_normalised_training_statistics_and_batches():
+    pytest.importorskip("keras")
+    from ser_edge.models.feed import make_feed
+    from ser_edge.models.feature_cache import FeatureSet
+    from ser_edge.models.train import TrainSettings, fold_features
+
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(12, FRAMES, COEFFICIENTS)).astype(np.float32) * 3
+    features[..., 0] += rng.normal(scale=80, size=(12, 1)).astype(np.float32) - 300  # levels far apart
+    labels = np.arange(12) % 3
+    data = FeatureSet(features=features, labels=labels, speakers=np.zeros(12, int), paths=np.array([""] * 12),
+                      label_names=("a", "b", "c"))
+    train = np.arange(8)
+    settings = TrainSettings(dataset="ravdess", level_normalise=True)
+    config = fold_features(data, train, settings, CONFIG)
+    assert config.level_reference == pytest.approx(features[train, :, 0].max(axis=1).mean(), abs=1e-3)
+    assert "level_normalise" in settings.to_dict() and "level_normalise" not in TrainSettings(dataset="x").to_dict()
+    inputs = model_inputs(features[train], config)["forward"][..., 0]
+    np.testing.assert_allclose(inputs.reshape(-1, COEFFICIENTS).mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(inputs[:, :, 0].max(axis=1), inputs[0, :, 0].max(), atol=1e-4)  # one level
+    feed = make_feed(features[train], labels[train], 3, config, batch_size=8, seed=0, augmented=False)
+    x, _ = feed[0]
+    np.testing.assert_allclose(x["forward"], model_inputs(features[train][feed._order()], config)["forward"],
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize("change", [
     {"input_mean": [0.0] * 3, "input_std": [1.0] * 3},
     {"input_mean": [0.0] * COEFFICIENTS, "input_std": None},
