@@ -36,6 +36,7 @@ from ser_edge.benchmarks.provenance import TITLES, model_provenance
 from ser_edge.benchmarks.stats import accuracy
 from ser_edge.edge import atomic, audio, command
 from ser_edge.edge.classifier import EmotionClassifier
+from ser_edge.edge.config import LEVELS
 from ser_edge.edge.datasets import Utterance, read_dataset
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
@@ -178,7 +179,8 @@ def markdown(run: GainRun, rows: list[dict], context: dict) -> str:
         f"`{context['command']}` on {cpu_model()} ({platform.machine()}, Python {platform.python_version()}, "
         f"{runtime_name()}), {context['date']}.", "",
         f"- model: `{context['model_file']}` (sha256 `{context['model_sha256'][:16]}…`), the exported "
-        f"{context['variant']} variant, LiteRT at 1 thread, through `EmotionClassifier.classify`",
+        f"{context['variant']} variant, LiteRT at 1 thread, through `EmotionClassifier.classify`, "
+        f"setting `level = \"{context.get('level', 'normalised')}\"`",
         f"- files: {context['files_text']}",
         f"- level at 0 dB (each file as decoded, 22,050 Hz mono): RMS median {level['rms_dbfs_median']:.1f} dBFS "
         f"({level['rms_dbfs_min']:.1f} to {level['rms_dbfs_max']:.1f}), peak median {level['peak_dbfs_median']:.1f} "
@@ -254,11 +256,12 @@ def named_utterances(classifier: EmotionClassifier, files: list[Path]) -> tuple[
 
 
 def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | None = None,
-        variant: str = DEFAULT_VARIANT, command_line: str = "", progress=None) -> tuple[str, list[dict]]:
+        variant: str = DEFAULT_VARIANT, command_line: str = "", progress=None,
+        level_setting: str = "normalised") -> tuple[str, list[dict]]:
     """The whole benchmark: (Markdown page, rows)."""
     import datetime
 
-    classifier = EmotionClassifier(resolve_model(model, variant), threads=1)
+    classifier = EmotionClassifier(resolve_model(model, variant), threads=1, level=level_setting)
     if files:
         utterances, files_text = named_utterances(classifier, files)
     else:
@@ -294,7 +297,7 @@ def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | Non
         "command": command_line or f"python -m ser_edge.benchmarks.gain_bench --model {model}",
         "date": datetime.date.today().isoformat(),
         "model_file": classifier.path.name, "model_sha256": file_sha256(classifier.path), "variant": variant,
-        "files_text": files_text,
+        "files_text": files_text, "level": level_setting,
         "threshold": threshold, "notes": notes,
     }
     return markdown(measured, rows, context), rows
@@ -306,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="ravdess", help="a shipped model name (ravdess, emodb)")
     parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
                         help=f"which exported variant (default {DEFAULT_VARIANT}, what the device runs)")
+    parser.add_argument("--level", default="normalised", choices=LEVELS,
+                        help="the runtime's level setting (default normalised, what the device runs)")
     parser.add_argument("--gains", type=float, nargs="+", default=list(DEFAULT_GAINS),
                         help="gains in dB (0 dB, the reference, is added where missing)")
     source = parser.add_mutually_exclusive_group()
@@ -316,12 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shown = " ".join(["python -m ser_edge.benchmarks.gain_bench", "--model", args.model,
                       *([] if args.variant == DEFAULT_VARIANT else ["--variant", args.variant]),
+                      *([] if args.level == "normalised" else ["--level", args.level]),
                       "--gains", *(f"{g:g}" for g in args.gains),
                       *(["--files", f"({len(args.files)} files)"] if args.files else [])])
 
     def body() -> int:
         text, _ = run(args.model, args.gains, args.data_dir, args.files, args.variant, shown,
-                      progress=lambda line: print(line, file=sys.stderr, flush=True))
+                      progress=lambda line: print(line, file=sys.stderr, flush=True), level_setting=args.level)
         print(text)
         if args.out:
             atomic.write_text(args.out, text)

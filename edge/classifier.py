@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,7 @@ import numpy as np
 
 from ser_edge.edge import features as frontend
 from ser_edge.edge import native_stderr
-from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.config import LEVELS, FeatureConfig
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.litert import interpreter_class
 from ser_edge.edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
@@ -38,8 +40,11 @@ class EmotionClassifier:
     >>> classifier.classify(signal_at_model_rate).label
     """
 
-    def __init__(self, model_path: str | Path, *, threads: int = 1):
+    def __init__(self, model_path: str | Path, *, threads: int = 1, level: str = "normalised"):
+        """``level="as-recorded"`` ignores the model's level normalisation (``FeatureConfig.level_reference``)."""
         self.path = Path(model_path)
+        if level not in LEVELS:
+            raise SerEdgeError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         if not 1 <= threads <= MAX_THREADS:
             raise SerEdgeError(f"threads must be 1..{MAX_THREADS}, got {threads}")
         # Read once into memory: LiteRT would otherwise map the file, and a copy over it
@@ -49,6 +54,8 @@ class EmotionClassifier:
         self.checksum_verified = verify_checksums(content, self.metadata, self.path)
         try:
             self.features = FeatureConfig.from_dict(self.metadata["features"])
+            if level == "as-recorded":
+                self.features = dataclasses.replace(self.features, level_reference=None)
             self.labels = tuple(self.metadata["label_names"])
         except (KeyError, TypeError, ValueError) as error:
             raise SerEdgeError(f"{self.path}: incomplete ser-edge metadata ({error})") from None

@@ -9,6 +9,7 @@ import sys
 
 from ser_edge.edge import __version__
 from ser_edge.edge import command
+from ser_edge.edge.config import LEVELS
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.native_stderr import set_verbose
 from ser_edge.edge.registry import DEFAULT_MODEL, model_choices
@@ -68,6 +69,9 @@ def add_judgement_flags(parser: argparse.ArgumentParser) -> None:
                         help="Silero speech probability a segment needs to be classified (default 0.5)")
     parser.add_argument("--uncertain-below", type=float,
                         help="label 'uncertain' below this top probability (default: the model's measured threshold)")
+    parser.add_argument("--level", choices=LEVELS,
+                        help="normalised (default): every utterance at the training files' level, so the distance "
+                             "to the microphone does not change the label; as-recorded: the level as captured")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +124,9 @@ def cmd_classify(args) -> int:
 
     # listen's defaults and bounds: a long file is split and gated as listen --input would do it
     settings = ListenSettings(**{key: value for key, value in (("speech_threshold", args.speech_threshold),
-                                 ("uncertain_below", args.uncertain_below)) if value is not None})
-    classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads)
+                                 ("uncertain_below", args.uncertain_below), ("level", args.level))
+                                 if value is not None})
+    classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads, level=settings.level)
     judge = Judge(classifier, load_gate(settings.speech_threshold, settings.segmenter), settings.uncertain_below)
     warn_fallback(judge.gate)
     limit(args.threads)  # BLAS too, whatever OPENBLAS_NUM_THREADS says (edge/threads.py)

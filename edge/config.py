@@ -19,6 +19,10 @@ INTEGER_BOUNDS = {"sample_rate": (4000, 192_000), "num_samples": (1, 10_000_000)
                   "n_fft": (16, 65_536), "hop_length": (1, 65_536), "n_mels": (1, 1024)}
 
 
+# How the runtime treats the input level (FeatureConfig.level_reference): the setting ``level``.
+LEVELS = ("normalised", "as-recorded")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Decode -> mono -> resample -> centred fit -> MFCC -> (forward, reversed).

@@ -52,7 +52,8 @@ class Listener:
         self.failed = 0  # utterances the model could not classify
         self.mqtt_settings = mqtt_settings_of(settings)  # before the model: a bad URL or credentials file fails fast
         self.not_speech = 0  # segments the speech gate turned away
-        self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads)
+        self.classifier = EmotionClassifier(resolve_model(settings.model), threads=settings.threads,
+                                            level=settings.level)
         self.judge = Judge(self.classifier, load_gate(settings.speech_threshold, settings.segmenter),
                            settings.uncertain_below)
         if getattr(self.judge.gate, "reason", ""):  # said once, not per utterance
@@ -85,9 +86,11 @@ class Listener:
             self.mqtt = start_publisher(self.mqtt_settings, self.classifier)
         self.source.open()
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
-        log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s; speech gate: %s; uncertain below %s",
-                 self.classifier.path.name, self.classifier.dataset, self.source.name, self.settings.threads,
-                 describe(self.thread_pools), self.judge.gate.description, self.judge.uncertain_below)
+        level = "normalised" if self.classifier.features.level_reference is not None else "as recorded"
+        log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s; speech gate: %s; uncertain below %s; "
+                 "level %s", self.classifier.path.name, self.classifier.dataset, self.source.name,
+                 self.settings.threads, describe(self.thread_pools), self.judge.gate.description,
+                 self.judge.uncertain_below, level)
         failure: SerEdgeError | None = None
         try:
             try:

@@ -86,6 +86,10 @@ def summary(path: Path, metadata: dict, parity: dict | None) -> str:
     if features.get("sample_rate") and features.get("num_samples"):
         rate, samples = features["sample_rate"], features["num_samples"]
         rows.append(("input", f"{rate:,} Hz, windows of {samples / rate:.2f} s, {features.get('n_mfcc', '?')} MFCCs"))
+    reference = features.get("level_reference")
+    rows.append(("level", "as recorded (the model has no level reference)" if reference is None else
+                 f"normalised: each utterance's loudest frame to c0 {reference:.1f} (setting level = \"as-recorded\" "
+                 "turns it off)"))
     warning = verdict(metadata, parity)
     if warning:
         rows.append(("WARNING", warning))

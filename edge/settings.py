@@ -15,6 +15,7 @@ from pathlib import Path
 from ser_edge.edge.audio import MAX_RATE, MIN_RATE
 from ser_edge.edge.classifier import MAX_THREADS
 from ser_edge.edge.command import LOG_LEVELS
+from ser_edge.edge.config import LEVELS
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.paths import read_regular_file
 from ser_edge.edge.registry import DEFAULT_MODEL
@@ -54,6 +55,7 @@ class ListenSettings:
     max_silence_s: float = SegmenterSettings.max_silence_s
     speech_threshold: float = speech_gate.DEFAULT_THRESHOLD  # Silero speech probability a segment needs
     uncertain_below: float | None = None  # None: the threshold the model file carries
+    level: str = "normalised"  # "as-recorded": ignore the model's level_reference (edge/classifier.py)
     log_level: str = "info"
     # Home Assistant over MQTT (edge/mqtt_settings.py): off unless a broker URL is given.
     mqtt: str | None = None  # mqtt://HOST[:PORT]; "" or None: no MQTT
@@ -71,6 +73,8 @@ class ListenSettings:
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or not math.isfinite(value) or not low <= value <= high:
                 raise SerEdgeError(f"{key} must be in [{low:g}, {high:g}]{UNITS.get(key, '')}, got {value!r}")
+        if self.level not in LEVELS:
+            raise SerEdgeError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
         if self.log_level not in LOG_LEVELS:
             raise SerEdgeError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 

@@ -145,8 +145,9 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
         # Inference-mode accuracy on the (unaugmented) training part: does the recipe fit?
         "train_accuracy": history["train_accuracy"],
         "history": history,
-        "seconds": time.monotonic() - started,
-        "machine": machine_description(),
+        # A fold resumed elsewhere names each machine with its epochs, and its seconds are the sum.
+        "seconds": history["seconds"] if len(history["machines"]) > 1 else time.monotonic() - started,
+        "machine": describe_machines(history["machines"]),
         "threads": tensorflow_threads(),  # what "seconds" was measured with; 0 is the backend's default
         "test": metrics.summarise(data.labels[fold.test], predicted, data.label_names),
         "test_paths": data.paths[fold.test].tolist(),
@@ -263,6 +264,7 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
     model.set_weights(keeper.best_weights)
     history = keeper.history()
     history["seconds"] = round(keeper.seconds(), 1)  # training alone, resumed runs included
+    history["machines"] = keeper.machine_runs()
     history["train_accuracy"] = {"best_epoch": accuracy(model, data, train, config), "last_epoch": last_train}
     return model, history
 
@@ -270,6 +272,12 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
 def accuracy(model, data: FeatureSet, indices: np.ndarray, config: FeatureConfig) -> float:
     predicted = predict(model, data.features[indices], config).argmax(axis=1)
     return float(np.mean(predicted == data.labels[indices]))
+
+
+def describe_machines(runs: list[list]) -> str:
+    if len(runs) <= 1:
+        return runs[0][0] if runs else machine_description()
+    return "; ".join(f"{machine} (epochs {first}-{last})" for machine, first, last in runs)
 
 
 def machine_description() -> str:
@@ -326,6 +334,7 @@ class BestValidationKeeper(_callback_base()):
         self.stopped = False
         self.seconds_before = 0.0
         self.started = time.monotonic()
+        self.machines: list[list] = []  # [machine, first epoch, last epoch] of the runs before a resume
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.feed is not None:
@@ -360,12 +369,22 @@ class BestValidationKeeper(_callback_base()):
 
     def state(self) -> dict:
         return {"log": self.log, "test_log": self.test_log, "best": list(self.best), "best_epoch": self.best_epoch,
-                "stopped": self.stopped, "seconds": self.seconds()}
+                "stopped": self.stopped, "seconds": self.seconds(), "machines": self.machine_runs()}
+
+    def machine_runs(self) -> list[list]:
+        """Which machine trained which epochs (1-based, inclusive), this run's included."""
+        done_before = self.machines[-1][2] if self.machines else 0
+        runs = list(self.machines)
+        if len(self.log["loss"]) > done_before:
+            runs.append([machine_description(), done_before + 1, len(self.log["loss"])])
+        return runs
 
     def restore(self, state: dict, best_weights) -> None:
         self.log, self.test_log = state["log"], state["test_log"]
         self.best, self.best_epoch = tuple(state["best"]), state["best_epoch"]
         self.stopped, self.seconds_before = state["stopped"], state["seconds"]
+        # Checkpoints from before this was recorded: the earlier epochs' machine is unknown.
+        self.machines = state.get("machines") or [["not recorded", 1, len(self.log["loss"])]]
         self.started = time.monotonic()
         self.best_weights = best_weights
 

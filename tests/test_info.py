@@ -42,6 +42,8 @@ def test_summary_is_short_and_carries_what_a_user_asks(name):
         assert f"WAR {100 * figure['war']['mean']:.1f}{spread} %, UAR" in text
         assert f"({figure['folds_finished']} of {figure['folds_planned']} folds" in text
     assert f"{100 * metadata['training']['validation_accuracy']:.1f} %" in text
+    reference = metadata["features"].get("level_reference")
+    assert reference is not None and f"normalised: each utterance's loudest frame to c0 {reference:.1f}" in text
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

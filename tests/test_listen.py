@@ -182,6 +182,7 @@ def test_bad_input_gives_one_line_and_exit_2(args, message, model):
     ("threads = 'two'\n", "threads must be an integer"),
     ("energy_threshold_db = 12.0\n", "energy_threshold_db must be in"),
     ("threads = [\n", "invalid TOML"),
+    ('level = "loud"\n', "level must be one of normalised, as-recorded"),
 ])
 def test_bad_config_gives_one_line_and_exit_2(tmp_path, content, message, model):
     config = tmp_path / "ser-edge.toml"

@@ -90,6 +90,22 @@ def test_speech_is_classified_with_its_probability_and_an_honest_label(files, mo
     assert row["label"] == (UNCERTAIN if row["confidence"] < threshold else row["best_guess"])
 
 
+def test_the_input_level_changes_nothing_unless_asked_to(files, model, tmp_path):
+    speech, rate = soundfile.read(files["speech"], dtype="float32")
+    quiet = write(tmp_path / "quiet.wav", speech * 10 ** (-20 / 20))  # a speaker about ten times farther away
+
+    def largest_change(*flags: str) -> float:
+        loud_row, quiet_row = json_rows(run("classify", "--json", "--model", str(model), *flags,
+                                            files["speech"], quiet))
+        return max(abs(loud_row["probabilities"][k] - quiet_row["probabilities"][k]) for k in loud_row["probabilities"])
+
+    assert largest_change() < 2e-3  # normalised, the default (16-bit rounding of the quiet copy is all that differs)
+    assert largest_change("--level", "normalised") < 2e-3
+    assert largest_change("--level", "as-recorded") > 0.02
+    done = run("classify", "--level", "loud", files["speech"])
+    assert done.returncode == 2 and "invalid choice: 'loud'" in done.stderr
+
+
 @pytest.mark.parametrize("below, uncertain", [(1.0, True), (0.0, False)])
 def test_uncertain_below_overrides_the_models_threshold(files, model, below, uncertain):
     (row,) = json_rows(run("classify", "--json", "--model", str(model), "--uncertain-below", str(below),

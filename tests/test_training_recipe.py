@@ -238,6 +238,11 @@ def test_a_resumed_fold_ends_exactly_like_an_uninterrupted_one(tmp_path, corpus)
     np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=1e-5)
     np.testing.assert_allclose(a["history"]["val_loss"], b["history"]["val_loss"], rtol=1e-5)
     assert a["best_epoch"] == b["best_epoch"] and a["test_predicted"] == b["test_predicted"]
+    # Which machine trained which epochs survives the resume (a fold may start on a GPU and end on a CPU).
+    machine = a["machine"]
+    assert a["history"]["machines"] == [[machine, 1, 6]]
+    assert b["history"]["machines"] == [[machine, 1, done], [machine, done + 1, 6]]
+    assert b["machine"] == f"{machine} (epochs 1-{done}); {machine} (epochs {done + 1}-6)"
 
 
 @pytest.mark.slow
