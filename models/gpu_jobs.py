@@ -48,7 +48,7 @@ class Job:
 
 
 # Whole cross-validations of a recipe change, beside the recipe's own: name suffix -> ser-train flags.
-CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"]}
+CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normalise"]}
 
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],

@@ -264,6 +264,23 @@ def test_another_reading_or_recipe_never_resumes_a_run(tmp_path, corpus, other):
 
 
 @pytest.mark.slow
+def test_a_level_normalised_model_carries_its_reference(tmp_path, corpus):
+    from ser_edge.edge import audio
+    from ser_edge.edge.features import utterance_features
+
+    out = tmp_path / "run"
+    done = ser_train("--dataset", "emodb", "--data-dir", str(corpus), "--out", str(out), "--no-cv", "--epochs", "1",
+                     "--level-normalise", "--cache-dir", str(tmp_path / "cache"))
+    _, error = done.communicate(timeout=600)
+    assert done.returncode == 0, error[-2000:]
+    sidecar = json.loads((out / "final.json").read_text())
+    assert sidecar["settings"]["level_normalise"] is True
+    expected = np.mean([utterance_features(audio.load(corpus / name, CONFIG.sample_rate))[:, 0].max()
+                        for name in sidecar["training_files"]])
+    assert sidecar["features"]["level_reference"] == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.slow
 def test_a_feature_bundle_trains_without_the_audio(tmp_path, corpus):
     bundle = tmp_path / "emodb.npz"
     write = ser_train("--dataset", "emodb", "--data-dir", str(corpus), "--out", str(tmp_path / "unused"),
