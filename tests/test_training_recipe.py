@@ -270,7 +270,7 @@ def test_a_level_normalised_model_carries_its_reference(tmp_path, corpus):
 
     out = tmp_path / "run"
     done = ser_train("--dataset", "emodb", "--data-dir", str(corpus), "--out", str(out), "--no-cv", "--epochs", "1",
-                     "--level-normalise", "--cache-dir", str(tmp_path / "cache"))
+                     "--folds", "3", "--level-normalise", "--cache-dir", str(tmp_path / "cache"))
     _, error = done.communicate(timeout=600)
     assert done.returncode == 0, error[-2000:]
     sidecar = json.loads((out / "final.json").read_text())
