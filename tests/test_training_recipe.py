@@ -75,19 +75,34 @@ def test_utterance_mean_travels_and_makes_inputs_gain_independent():
     assert np.abs(model_inputs(quiet, without)["forward"] - model_inputs(loud, without)["forward"]).max() > 1
 
 
+def small_feature_set(features: np.ndarray):
+    """Twelve utterances in three classes, one speaker: enough for fold_features and a feed."""
+    from ser_edge.models.feature_cache import FeatureSet
+
+    return FeatureSet(features=features, labels=np.arange(len(features)) % 3, speakers=np.zeros(len(features), int),
+                      paths=np.array([""] * len(features)), label_names=("a", "b", "c"))
+
+
+def assert_batches_are_runtime_inputs(data, train: np.ndarray, config: FeatureConfig) -> None:
+    """The unaugmented training batches hold exactly the inputs the runtime makes (normalised once, not twice)."""
+    from ser_edge.models.feed import make_feed
+
+    feed = make_feed(data.features[train], data.labels[train], 3, config, batch_size=len(train), seed=0,
+                     augmented=False)
+    x, _ = feed[0]
+    in_order = data.features[train][feed._order()]
+    np.testing.assert_allclose(x["forward"], model_inputs(in_order, config)["forward"], atol=1e-5)
+
+
 def test_utterance_mean_statistics_come_after_the_subtraction_and_batches_apply_it_once():
     pytest.importorskip("keras")
-    from ser_edge.models.feed import make_feed
-    from ser_edge.models.feature_cache import FeatureSet
     from ser_edge.models.train import TrainSettings, fold_features
 
     rng = np.random.default_rng(2)
     # Utterances with very different offsets (gains, microphones): raw statistics would be dominated by them.
     features = (rng.normal(size=(12, FRAMES, COEFFICIENTS)) * 3 + rng.normal(scale=40, size=(12, 1, COEFFICIENTS)))
-    features = features.astype(np.float32)
-    labels = np.arange(12) % 3
-    data = FeatureSet(features=features, labels=labels, speakers=np.zeros(12, int), paths=np.array([""] * 12),
-                      label_names=("a", "b", "c"))
+    data = small_feature_set(features.astype(np.float32))
+    features = data.features
     train = np.arange(8)
     settings = TrainSettings(dataset="ravdess", utterance_mean=True)
     config = fold_features(data, train, settings, CONFIG)
@@ -96,11 +111,7 @@ def test_utterance_mean_statistics_come_after_the_subtraction_and_batches_apply_
     inputs = model_inputs(features[train], config)["forward"][..., 0].reshape(-1, COEFFICIENTS)
     np.testing.assert_allclose(inputs.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(inputs.std(axis=0), 1, atol=1e-3)
-    # The training batches hold exactly the inputs the runtime makes (not subtracted twice).
-    feed = make_feed(features[train], labels[train], 3, config, batch_size=8, seed=0, augmented=False)
-    x, _ = feed[0]
-    in_order = features[train][feed._order()]
-    np.testing.assert_allclose(x["forward"], model_inputs(in_order, config)["forward"], atol=1e-5)
+    assert_batches_are_runtime_inputs(data, train, config)
 
 
 def test_level_reference_travels_and_cancels_gain_in_c0_only():
@@ -131,16 +142,12 @@ def test_level_reference_travels_and_cancels_gain_in_c0_only():
 
 def test_level_normalised_training_statistics_and_batches():
     pytest.importorskip("keras")
-    from ser_edge.models.feed import make_feed
-    from ser_edge.models.feature_cache import FeatureSet
     from ser_edge.models.train import TrainSettings, fold_features
 
     rng = np.random.default_rng(5)
     features = rng.normal(size=(12, FRAMES, COEFFICIENTS)).astype(np.float32) * 3
     features[..., 0] += rng.normal(scale=80, size=(12, 1)).astype(np.float32) - 300  # levels far apart
-    labels = np.arange(12) % 3
-    data = FeatureSet(features=features, labels=labels, speakers=np.zeros(12, int), paths=np.array([""] * 12),
-                      label_names=("a", "b", "c"))
+    data = small_feature_set(features)
     train = np.arange(8)
     settings = TrainSettings(dataset="ravdess", level_normalise=True)
     config = fold_features(data, train, settings, CONFIG)
@@ -149,10 +156,7 @@ def test_level_normalised_training_statistics_and_batches():
     inputs = model_inputs(features[train], config)["forward"][..., 0]
     np.testing.assert_allclose(inputs.reshape(-1, COEFFICIENTS).mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(inputs[:, :, 0].max(axis=1), inputs[0, :, 0].max(), atol=1e-4)  # one level
-    feed = make_feed(features[train], labels[train], 3, config, batch_size=8, seed=0, augmented=False)
-    x, _ = feed[0]
-    np.testing.assert_allclose(x["forward"], model_inputs(features[train][feed._order()], config)["forward"],
-                               atol=1e-5)
+    assert_batches_are_runtime_inputs(data, train, config)
 
 
 @pytest.mark.parametrize("change", [
