@@ -37,7 +37,7 @@ from ser_edge.benchmarks.stats import accuracy
 from ser_edge.edge import atomic, audio, command
 from ser_edge.edge.classifier import EmotionClassifier
 from ser_edge.edge.config import LEVELS
-from ser_edge.edge.datasets import Utterance, read_dataset
+from ser_edge.edge.datasets import Utterance, read_dataset, select_listed
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
 from ser_edge.edge.litert import runtime_name
@@ -230,10 +230,7 @@ def validation_utterances(classifier: EmotionClassifier, data_dir: Path) -> tupl
     dataset = classifier.dataset
     if not dataset:
         raise SerEdgeError(f"{classifier.path.name}: its metadata names no dataset; pass --files")
-    found = [u for u in read_dataset(dataset, data_dir) if provenance.status(u.path) == "validation"]
-    if len({u.path.stem for u in found}) != len(provenance.validation):
-        raise SerEdgeError(f"{data_dir}: {len(provenance.validation) - len(found)} of the model's "
-                           f"{len(provenance.validation)} validation files are missing")
+    found = select_listed(read_dataset(dataset, data_dir), provenance.validation, data_dir, "validation")
     return found, (f"the model's {len(found)} validation files in {dataset}, listed in `{provenance.source}` "
                    "(held out of the weights; they chose the epoch)")
 

@@ -21,6 +21,8 @@ INTEGER_BOUNDS = {"sample_rate": (4000, 192_000), "num_samples": (1, 10_000_000)
 
 # How the runtime treats the input level (FeatureConfig.level_reference): the setting ``level``.
 LEVELS = ("normalised", "as-recorded")
+# The fields applied to (cached) MFCC matrices when the model inputs are made (features.standardize).
+NORMALISATION = ("input_mean", "input_std", "utterance_mean", "level_reference")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class FeatureConfig:
             if min(self.input_std) <= 0:
                 raise SerEdgeError("feature config: input_std must be positive")
 
+    def unnormalised(self) -> "FeatureConfig":
+        """This configuration with every step of ``NORMALISATION`` off: the MFCC matrices as they are."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in NORMALISATION}
+        return dataclasses.replace(self, **defaults)
+
     def standardized(self, mean, std) -> "FeatureConfig":
         """This configuration with per-coefficient statistics for the model's inputs."""
         return dataclasses.replace(self, input_mean=tuple(float(v) for v in mean),
@@ -159,8 +166,7 @@ class FeatureConfig:
         import json
 
         data = self.to_dict()
-        del data["input_mean"], data["input_std"]
-        data.pop("utterance_mean", None)
-        data.pop("level_reference", None)
+        for name in NORMALISATION:
+            data.pop(name, None)
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

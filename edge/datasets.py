@@ -48,6 +48,17 @@ _RAVDESS_NAME = re.compile(r"^03-01-(0[1-8])-0[12]-0[12]-0[12]-(\d\d)$")
 _IEMOCAP_LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\t(Ses(\d\d)[FM]_\S+_([FM])\d+)\t(\w+)\t")
 
 
+def select_listed(utterances: list[Utterance], names, data_dir: str | Path, what: str) -> list[Utterance]:
+    """The utterances a model's sidecar lists (``names``: file names), matched by stem so that a
+    sample-for-sample WAV copy of a FLAC corpus matches too; one line if any of them is missing."""
+    wanted = {Path(str(name)).stem for name in names}
+    found = [u for u in utterances if u.path.stem in wanted]
+    missing = len(wanted) - len({u.path.stem for u in found})
+    if missing:
+        raise SerEdgeError(f"{data_dir}: {missing} of the model's {len(wanted)} {what} files are missing")
+    return found
+
+
 def read_dataset(name: str, data_dir: str | Path) -> list[Utterance]:
     """All utterances of dataset ``name`` under ``data_dir``, sorted by path."""
     readers = {"emodb": read_emodb, "ravdess": read_ravdess, "iemocap": read_iemocap}

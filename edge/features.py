@@ -145,7 +145,8 @@ def _frame_buffer(shape: tuple[int, ...]) -> np.ndarray:
 
     A fresh 1.6 MB array per call costs its page faults: with this buffer and the
     float32 mel projection, ``python -m ser_edge.benchmarks.frontend_bench``'s
-    default MFCC went from 2.37 to 1.45 ms (benchmarks/results/frontend.md).
+    default MFCC went from 2.37 to 1.45 ms in the run that introduced them (issue 12;
+    benchmarks/results/frontend.md holds the latest run).
     """
     buffer = getattr(_workspace, "frames", None)
     if buffer is None or buffer.shape != shape:

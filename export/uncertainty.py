@@ -95,15 +95,12 @@ def validation_predictions(model: Path, data_dir: Path, wanted: set[str]) -> tup
     """(top-1 probability, correct?) of ``model`` on the validation files named in ``wanted``."""
     from ser_edge.edge import audio
     from ser_edge.edge.classifier import EmotionClassifier
-    from ser_edge.edge.datasets import read_dataset
+    from ser_edge.edge.datasets import read_dataset, select_listed
 
     if not wanted:  # before loading anything
         raise SerEdgeError(f"{model}: the training sidecar lists no validation_files to measure on")
     classifier = EmotionClassifier(model)
-    utterances = [u for u in read_dataset(classifier.dataset, data_dir) if u.path.name in wanted]
-    if len(utterances) != len(wanted):
-        raise SerEdgeError(f"{data_dir}: {len(wanted) - len(utterances)} of the model's {len(wanted)} "
-                           "validation files are missing")
+    utterances = select_listed(read_dataset(classifier.dataset, data_dir), wanted, data_dir, "validation")
     confidences, correct = [], []
     for utterance in utterances:
         prediction = classifier.classify(audio.load(utterance.path, classifier.sample_rate))

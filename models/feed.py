@@ -15,7 +15,6 @@ reversed copy is made, SpecAugment-style (Park et al., 2019) plus a shift:
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 
@@ -56,7 +55,7 @@ def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: Fe
 
     # Masks go on standardised matrices (0 is then the mean), so standardise first, once, and
     # make the inputs with the same configuration minus its statistics.
-    raw = dataclasses.replace(config, input_mean=None, input_std=None, utterance_mean=False, level_reference=None)
+    raw = config.unnormalised()
 
     class Feed(keras.utils.PyDataset):
         def __init__(self):

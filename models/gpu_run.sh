@@ -7,7 +7,7 @@
 # rewritten every 15 s while the jobs run: the device tool returns only a limited number of files
 # (loose fold files beyond it are lost, as happened once) and nothing written after a command is
 # killed, so the latest archive holds the fold files, logs and the checkpoints that a job cut short
-# resumes from, on any machine and backend (`ser-train` with the same arguments and --out).
+# resumes from (`ser-train` with the same arguments and --out; a JAX checkpoint resumed on TensorFlow here).
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheels did not install"; exit 1; }

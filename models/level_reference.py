@@ -23,7 +23,7 @@ import numpy as np
 
 from ser_edge.edge import atomic, command
 from ser_edge.edge.config import FeatureConfig
-from ser_edge.edge.datasets import LABELS, read_dataset
+from ser_edge.edge.datasets import LABELS, read_dataset, select_listed
 from ser_edge.edge.errors import SerEdgeError
 
 
@@ -40,14 +40,10 @@ def measure(sidecar: dict, data_dir: Path, cache_dir: Path | None = None) -> flo
     if dataset not in LABELS or not names:
         raise SerEdgeError("the sidecar names no known dataset or no training files")
     config = FeatureConfig.from_dict(sidecar["features"])
-    utterances = read_dataset(dataset, data_dir)  # the whole listing, as ser-train read it: its cache applies
-    data = load_features(utterances, LABELS[dataset], config, cache_dir)
-    wanted = set(names)
-    rows = [i for i, u in enumerate(utterances) if u.path.name in wanted]
-    if len(rows) != len(wanted):
-        raise SerEdgeError(f"{data_dir}: {len(wanted) - len(rows)} of the model's {len(wanted)} training files "
-                           "are missing")
-    return level_reference(data.features[rows])
+    utterances = read_dataset(dataset, data_dir)
+    training = {u.path for u in select_listed(utterances, names, data_dir, "training")}  # before any decoding
+    data = load_features(utterances, LABELS[dataset], config, cache_dir)  # the whole listing, as ser-train read it
+    return level_reference(data.features[[i for i, u in enumerate(utterances) if u.path in training]])
 
 
 def main(argv: list[str] | None = None) -> int:
