@@ -2,10 +2,17 @@
 
 The cache file name carries the feature configuration's key and a hash of the
 file list, so a change to either computes afresh instead of mixing results.
+
+Speed perturbation (Ko et al., 2015) for training: each file also resampled
+so that it plays ``speed`` times faster, which moves pitch, formants and
+tempo together, roughly what another speaker's shorter or longer vocal
+tract and speaking rate do. Those matrices are cached the same way, per
+speed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -18,6 +25,7 @@ import numpy as np
 from ser_edge.edge import atomic, features
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.datasets import Utterance
+from ser_edge.edge.errors import SerEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,14 @@ class FeatureSet:
     speakers: np.ndarray  # (n,) str
     paths: np.ndarray  # (n,) str
     label_names: tuple[str, ...]
+    # Speed-perturbed copies of ``features`` for training, one (n, frames, n_mfcc) array per speed.
+    speeds: tuple[float, ...] = ()
+    speed_features: tuple[np.ndarray, ...] = ()
+
+    def with_speeds(self, speeds: tuple[float, ...], speed_features: tuple[np.ndarray, ...]) -> "FeatureSet":
+        if len(speeds) != len(speed_features) or any(f.shape != self.features.shape for f in speed_features):
+            raise SerEdgeError("speed-perturbed features do not match the dataset's features")
+        return dataclasses.replace(self, speeds=tuple(speeds), speed_features=tuple(speed_features))
 
 
 def default_cache_dir() -> Path:
@@ -37,19 +53,11 @@ def default_cache_dir() -> Path:
 
 
 def load_features(utterances: list[Utterance], label_names: tuple[str, ...], config: FeatureConfig,
-                  cache_dir: Path | None = None) -> FeatureSet:
-    """Features for ``utterances`` (cached on disk), labels as ids into ``label_names``."""
+                  cache_dir: Path | None = None, speeds: tuple[float, ...] = ()) -> FeatureSet:
+    """Features for ``utterances`` (cached on disk), labels as ids into ``label_names``; with
+    ``speeds``, also the speed-perturbed features for training."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    listing = "\n".join(f"{u.path}\t{u.label}\t{u.speaker}" for u in utterances)
-    key = f"{config.cache_key()}-{hashlib.sha256(listing.encode()).hexdigest()[:16]}"
-    cache_file = cache_dir / f"mfcc-{key}.npy"
-    if cache_file.exists():
-        matrix = np.load(cache_file)
-        log.info("features from cache %s", cache_file)
-    else:
-        matrix = compute(utterances, config)
-        with atomic.replacing(cache_file) as partial:
-            np.save(partial, matrix)
+    matrix = cached_features(utterances, config, cache_dir)
     index = {name: i for i, name in enumerate(label_names)}
     return FeatureSet(
         features=matrix,
@@ -57,17 +65,43 @@ def load_features(utterances: list[Utterance], label_names: tuple[str, ...], con
         speakers=np.array([u.speaker for u in utterances]),
         paths=np.array([str(u.path) for u in utterances]),
         label_names=tuple(label_names),
+        speeds=tuple(speeds),
+        speed_features=tuple(cached_features(utterances, config, cache_dir, speed) for speed in speeds),
     )
 
 
-def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
+def cached_features(utterances: list[Utterance], config: FeatureConfig, cache_dir: Path,
+                    speed: float = 1.0) -> np.ndarray:
+    listing = "\n".join(f"{u.path}\t{u.label}\t{u.speaker}" for u in utterances)
+    key = f"{config.cache_key()}-{hashlib.sha256(listing.encode()).hexdigest()[:16]}"
+    if speed != 1.0:
+        key += f"-speed{speed:g}"
+    cache_file = cache_dir / f"mfcc-{key}.npy"
+    if cache_file.exists():
+        log.info("features from cache %s", cache_file)
+        return np.load(cache_file)
+    matrix = compute(utterances, config, speed)
+    with atomic.replacing(cache_file) as partial:
+        np.save(partial, matrix)
+    return matrix
+
+
+def check_speeds(speeds: tuple[float, ...]) -> tuple[float, ...]:
+    """Speeds of a perturbation: distinct, none 1 (the original is always used), within 0.5-2."""
+    if len(set(speeds)) != len(speeds) or any(not 0.5 <= s <= 2.0 or s == 1.0 for s in speeds):
+        raise SerEdgeError(f"speeds must be distinct, between 0.5 and 2 and not 1, got {list(speeds)}")
+    return tuple(speeds)
+
+
+def compute(utterances: list[Utterance], config: FeatureConfig, speed: float = 1.0) -> np.ndarray:
     """(n, frames, n_mfcc) float32 for every utterance, with progress on stderr."""
     from ser_edge.edge import audio  # soundfile and soxr: not needed to read a cache or a bundle
 
     out = np.empty((len(utterances), config.num_frames, config.n_mfcc), dtype=np.float32)
     started = time.monotonic()
     for i, utterance in enumerate(utterances):
-        signal = audio.load(utterance.path, config.sample_rate)
+        # Decoded at rate / speed and read as if at rate: ``speed`` times faster, in one resampling.
+        signal = audio.load(utterance.path, round(config.sample_rate / speed))
         out[i] = features.utterance_features(signal, config)
         if (i + 1) % 100 == 0 or i + 1 == len(utterances):
             log.info("features %d/%d (%.0f s)", i + 1, len(utterances), time.monotonic() - started)
@@ -76,12 +110,16 @@ def compute(utterances: list[Utterance], config: FeatureConfig) -> np.ndarray:
 
 def save_bundle(data: FeatureSet, path: Path) -> None:
     """One portable file with a dataset's features, labels, speakers and paths (no audio needed to train)."""
+    speeds = {"speeds": np.array(data.speeds), "speed_features": np.stack(data.speed_features)} if data.speeds else {}
     with atomic.replacing(path) as partial:
         np.savez(partial, features=data.features, labels=data.labels, speakers=data.speakers, paths=data.paths,
-                 label_names=np.array(data.label_names))
+                 label_names=np.array(data.label_names), **speeds)
 
 
 def load_bundle(path: Path) -> FeatureSet:
     with np.load(path) as bundle:
-        return FeatureSet(features=bundle["features"], labels=bundle["labels"], speakers=bundle["speakers"],
+        data = FeatureSet(features=bundle["features"], labels=bundle["labels"], speakers=bundle["speakers"],
                           paths=bundle["paths"], label_names=tuple(bundle["label_names"].tolist()))
+        if "speeds" in bundle:
+            data = data.with_speeds(tuple(bundle["speeds"].tolist()), tuple(bundle["speed_features"]))
+    return data

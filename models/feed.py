@@ -11,6 +11,10 @@ reversed copy is made, SpecAugment-style (Park et al., 2019) plus a shift:
 - two time masks of up to ``MAX_TIME_MASK`` frames and one coefficient mask
   of up to ``MAX_COEFFICIENT_MASK`` coefficients, set to 0 (the mean of a
   standardised input).
+
+Speed perturbation (``speed_features``, see ``feature_cache``): each item
+of a batch is the original utterance or one of its speed-perturbed copies,
+drawn uniformly, before the masks.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: FeatureConfig, *,
-              batch_size: int, seed: int, augmented: bool):
+              batch_size: int, seed: int, augmented: bool, speed_features: tuple[np.ndarray, ...] = ()):
     """A Keras PyDataset over (features, labels); Keras is imported only here."""
     import keras
 
@@ -60,7 +64,9 @@ def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: Fe
     class Feed(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.features = standardize(features, config).astype(np.float32)
+            # versions[0] is the original; versions[k] the k-th speed-perturbed copy.
+            self.versions = np.stack([standardize(f, config).astype(np.float32)
+                                      for f in (features, *speed_features)])
             self.targets = one_hot(labels, classes)
             self.epoch = 0
             self._order_epoch = None
@@ -79,7 +85,12 @@ def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: Fe
 
         def __getitem__(self, index):
             picked = self._order()[index * batch_size:(index + 1) * batch_size]
-            batch = self.features[picked]
+            if len(self.versions) > 1:  # its own stream: batches without speeds stay as they were
+                version = np.random.default_rng((seed, self.epoch, index, 1)).integers(0, len(self.versions),
+                                                                                       len(picked))
+                batch = self.versions[version, picked]
+            else:
+                batch = self.versions[0, picked]
             if augmented:
                 batch = augment(batch, np.random.default_rng((seed, self.epoch, index)))
             return model_inputs(batch, raw), self.targets[picked]

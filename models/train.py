@@ -59,6 +59,7 @@ class TrainSettings:
     standardize: bool = True  # per-coefficient, statistics of the training part
     utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
     level_normalise: bool = False  # c0 to the training part's loudest-frame level (FeatureConfig.level_reference)
+    speed_perturb: tuple[float, ...] = ()  # speeds of the perturbed copies drawn in training (feature_cache)
     head_scale: float = 20.0  # a constant on the head's input: the capsule outputs have norm <= 1
     label_smoothing: float = 0.1
     loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
@@ -88,7 +89,8 @@ class TrainSettings:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["ablate"] = list(self.ablate)
-        for name in ("utterance_mean", "level_normalise"):  # added later: written only when on,
+        data["speed_perturb"] = list(self.speed_perturb)
+        for name in ("utterance_mean", "level_normalise", "speed_perturb"):  # added later: written only when on,
             if not data[name]:  # so earlier run files still match
                 del data[name]
         return data
@@ -244,8 +246,11 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
     classes = len(data.label_names)
     model = build_model(settings, classes, config)
     compile_model(model, settings)
+    if tuple(settings.speed_perturb) != data.speeds:
+        raise SerEdgeError(f"the run wants speeds {list(settings.speed_perturb)}, the features have {list(data.speeds)}")
     feed = make_feed(data.features[train], data.labels[train], classes, config, batch_size=settings.batch_size,
-                     seed=seed, augmented=settings.augment)
+                     seed=seed, augmented=settings.augment,
+                     speed_features=tuple(f[train] for f in data.speed_features))
     keeper = BestValidationKeeper(settings, tag, feed, checkpoints, checkpoint_every)
     if diagnostic_test is not None:
         keeper.diagnostic = (model_inputs(data.features[diagnostic_test], config), data.labels[diagnostic_test])

@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="move each utterance's c0 to the training part's loudest-frame level (the model's "
                              "feature contract then asks the runtime to do the same): predictions no longer "
                              "depend on the input gain")
+    parser.add_argument("--speed-perturb", type=speeds_list, default=(), metavar="SPEEDS",
+                        help="comma-separated speeds, e.g. 0.9,1.1: each training item is drawn from the original "
+                             "and copies resampled to play that much faster (pitch, formants and tempo move "
+                             "together); validation and test stay unperturbed")
     parser.add_argument("--head-scale", type=float)
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--loss", choices=LOSSES)
@@ -66,6 +70,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-final", action="store_true", help="skip the final (shipping) model")
     parser.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/ser-edge/features)")
     return parser.parse_args(argv)
+
+
+def speeds_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of speeds: {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    from ser_edge.models.feature_cache import check_speeds
+
+    speeds = check_speeds(args.speed_perturb)
     label_names = LABELS[args.dataset]
     if args.bundle:
         from ser_edge.models.feature_cache import load_bundle
@@ -108,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.bundle)
         if bundle.label_names != label_names:
             raise SerEdgeError(f"{args.bundle}: labels {bundle.label_names} are not {args.dataset}'s")
+        if bundle.speeds != speeds:
+            raise SerEdgeError(f"{args.bundle}: holds speeds {list(bundle.speeds)}, --speed-perturb asks for "
+                               f"{list(speeds)}; write the bundle with the same --speed-perturb")
         labels = [label_names[i] for i in bundle.labels]
         speakers = set(bundle.speakers.tolist())
         where = args.bundle
@@ -121,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             raise SerEdgeError("--write-bundle computes features from --data-dir; it cannot copy a --bundle")
         from ser_edge.models.feature_cache import load_features, save_bundle
 
-        data = load_features(utterances, label_names, FeatureConfig(reverse_axis=args.reverse_axis), args.cache_dir)
+        data = load_features(utterances, label_names, FeatureConfig(reverse_axis=args.reverse_axis), args.cache_dir,
+                             speeds)
         save_bundle(data, args.write_bundle)
         print(f"{args.dataset}: {len(data.labels)} feature matrices written to {args.write_bundle}")
         return 0
@@ -139,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from ser_edge.models.feature_cache import load_features
 
     config = FeatureConfig(reverse_axis=args.reverse_axis)
-    data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir)
+    data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir, speeds)
     from ser_edge.models.train import TrainSettings, run_cross_validation, train_final
 
     settings = TrainSettings.from_recipe(
@@ -147,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed,
         jit_compile=args.jit_compile, ablate=tuple(args.ablate), learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
-        bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise, head_scale=args.head_scale,
+        bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,
+        speed_perturb=speeds, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:
