@@ -48,14 +48,21 @@ class Job:
 
 
 # Whole cross-validations of a recipe change, beside the recipe's own: name suffix -> ser-train flags.
-CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normalise"]}
+CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normalise"],
+               "-speed": ["--level-normalise", "--speed-perturb", "0.9,1.1"]}
+
+
+def bundle_for(dataset: str, extra: list[str]) -> Path:
+    """Speed-perturbed runs need a bundle written with the same --speed-perturb (three times the size:
+    .gpu/emodb-speed.npz is 49 MB, so it travels alone)."""
+    return BUNDLES / (f"{dataset}-speed.npz" if "--speed-perturb" in extra else f"{dataset}.npz")
 
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],
             tag: str = "") -> list[Job]:
     out = runs / f"{dataset}-{split}{tag}"
     size = training_size(dataset, folds)
-    base = ["--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(out),
+    base = ["--dataset", dataset, "--bundle", str(bundle_for(dataset, extra)), "--out", str(out),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
     jobs = [Job(f"{dataset}-{split}{tag}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,
                 out / f"fold_{k:02d}.json") for k in range(folds)]

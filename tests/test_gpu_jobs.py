@@ -36,6 +36,10 @@ def test_only_selects_jobs_by_name_and_a_variant_writes_its_own_folder(tmp_path,
     assert "--utterance-mean" in cms.args and str(tmp_path / "ravdess-speaker-cms") in cms.args
     plain = next(job for job in jobs if job.name == "ravdess-speaker-fold1")
     assert "--utterance-mean" not in plain.args and str(tmp_path / "ravdess-speaker") in plain.args
+    # Speed-perturbed runs read the bundle written with the same speeds; the others never do.
+    speed = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["emodb-speaker-speed-fold0"])[0]
+    assert speed.args[speed.args.index("--bundle") + 1] == ".gpu/emodb-speed.npz"
+    assert plain.args[plain.args.index("--bundle") + 1] == ".gpu/ravdess.npz"
     with pytest.raises(SystemExit):
         gpu_jobs.main(["--runs", str(tmp_path), "--only", "no-such-job", "--list"])
     assert "no job left to run" in capsys.readouterr().err
