@@ -8,7 +8,9 @@ the figures that say how well that recipe generalises come from separate
 ``report.md``, ``confusion.png``, ``run.json`` and fold files to ``models/shipped/cv/<dataset>-<split>/``
 and writes a summary of every run into the sidecar's ``figures`` (the first
 random-split run also as ``cross_validation``), which ``ser-export`` embeds in
-every ``.tflite`` and ``ser-edge info`` shows.
+every ``.tflite`` and ``ser-edge info`` shows. A folder already under
+``cv/`` is summarised where it is (a shipping model retrained with the same
+cross-validation behind it).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
             raise SerEdgeError(f"{run_dir} is a {report['dataset']} run; {sidecar} is a {info['dataset']} model")
         target = sidecar.parent / "cv" / f"{report['dataset']}-{report['split']}"
         target.mkdir(parents=True, exist_ok=True)
+        if target.resolve() == run_dir.resolve():  # a retrained model re-attaching the reports already kept
+            figures.append(summarise(report, str(target.relative_to(sidecar.parent))))
+            continue
         for name in REPORT_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, target / name)

@@ -42,6 +42,19 @@ def test_figures_and_reports_are_attached(tmp_path, sidecar):
     assert info["figures"][0]["report"] == "cv/emodb-random"
 
 
+def test_a_retrained_model_reattaches_the_reports_already_kept(tmp_path, sidecar):
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "folds" / "fold_00.json").write_text("{}")
+    attach_cv.attach(sidecar, [write_run(tmp_path / "cv-run", "emodb", "random", 0.7)])
+    kept = sidecar.parent / "cv" / "emodb-random"
+    # A new shipping model of the same recipe: its sidecar has no figures until they are re-attached.
+    sidecar.write_text(json.dumps({"dataset": "emodb", "best_epoch": 90, "cross_validation": None}))
+    info = attach_cv.attach(sidecar, [kept])
+    assert info["best_epoch"] == 90 and info["cross_validation"]["war"]["mean"] == pytest.approx(0.7)
+    assert info["figures"][0]["report"] == "cv/emodb-random"
+    assert (kept / "report.md").read_text() == "# random\n"
+
+
 def test_wrong_dataset_or_missing_report_is_refused_and_sidecar_untouched(tmp_path, sidecar, capsys):
     before = sidecar.read_text()
     other = write_run(tmp_path / "ravdess", "ravdess", "random", 0.5)
