@@ -26,9 +26,21 @@ from ser_edge.edge import command
 from ser_edge.edge.errors import SerEdgeError
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
+# Settings that may differ between the folds and the shipping model without changing the recipe.
+NOT_RECIPE = frozenset({"dataset", "folds", "split", "seed", "jit_compile"})
+# Written into settings only when on (TrainSettings.to_dict): absent means off.
+OFF_WHEN_ABSENT = {"utterance_mean": False, "level_normalise": False, "speed_perturb": []}
 
 
-def summarise(report: dict, folder: str) -> dict:
+def recipe_differences(model_settings: dict | None, fold_settings: dict) -> list[str]:
+    """The recipe settings in which the cross-validation's folds were trained unlike the model."""
+    if not model_settings:
+        return []
+    model, folds = ({**OFF_WHEN_ABSENT, **s} for s in (model_settings, fold_settings))
+    return sorted(k for k in set(model) | set(folds) if k not in NOT_RECIPE and model.get(k) != folds.get(k))
+
+
+def summarise(report: dict, folder: str, model_settings: dict | None = None) -> dict:
     settings = report["settings"]
     return {
         "split": report["split"],
@@ -39,6 +51,8 @@ def summarise(report: dict, folder: str) -> dict:
         "war": report["war"],
         "uar": report["uar"],
         "report": folder,
+        # Figures of a recipe that is not quite the model's say so (ser-edge info shows it).
+        "differs_from_model": recipe_differences(model_settings, settings),
     }
 
 
@@ -58,7 +72,7 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
         target = sidecar.parent / "cv" / f"{report['dataset']}-{report['split']}"
         target.mkdir(parents=True, exist_ok=True)
         if target.resolve() == run_dir.resolve():  # a retrained model re-attaching the reports already kept
-            figures.append(summarise(report, str(target.relative_to(sidecar.parent))))
+            figures.append(summarise(report, str(target.relative_to(sidecar.parent)), info.get("settings")))
             continue
         for name in REPORT_FILES:
             if (run_dir / name).is_file():
@@ -67,7 +81,7 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
         (target / "folds").mkdir(exist_ok=True)
         for fold in sorted(run_dir.glob("fold_*.json")):
             shutil.copy2(fold, target / "folds" / fold.name)
-        figures.append(summarise(report, str(target.relative_to(sidecar.parent))))
+        figures.append(summarise(report, str(target.relative_to(sidecar.parent)), info.get("settings")))
     info["figures"] = figures
     random_runs = [figure for figure in figures if figure["split"] == "random"]
     info["cross_validation"] = random_runs[0] if random_runs else None
@@ -85,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(info: dict) -> None:
     for figure in info["figures"]:
+        differs = figure["differs_from_model"]
         print(f"{figure['split']}: {figure['folds_finished']}/{figure['folds_planned']} folds, "
-              f"WAR {100 * figure['war']['mean']:.2f} %, UAR {100 * figure['uar']['mean']:.2f} %")
+              f"WAR {100 * figure['war']['mean']:.2f} %, UAR {100 * figure['uar']['mean']:.2f} %"
+              + (f" (folds trained unlike the model in: {', '.join(differs)})" if differs else ""))
 
 
 if __name__ == "__main__":

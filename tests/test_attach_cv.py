@@ -55,6 +55,18 @@ def test_a_retrained_model_reattaches_the_reports_already_kept(tmp_path, sidecar
     assert (kept / "report.md").read_text() == "# random\n"
 
 
+def test_folds_of_another_recipe_say_how_they_differ(tmp_path, sidecar):
+    model = {"epochs": 40, "patience": 12, "level_normalise": True, "folds": 10, "split": "random", "seed": 42}
+    sidecar.write_text(json.dumps({"dataset": "emodb", "settings": model}))
+    run = write_run(tmp_path / "run", "emodb", "speaker", 0.6)  # folds: epochs 40, patience 12, nothing else
+    info = attach_cv.attach(sidecar, [run])
+    assert info["figures"][0]["differs_from_model"] == ["level_normalise"]
+    # Off written or left out is the same setting; split, folds and seed are not the recipe.
+    assert attach_cv.recipe_differences({**model, "level_normalise": False, "split": "speaker", "seed": 1},
+                                        {"epochs": 40, "patience": 12}) == []
+    assert attach_cv.recipe_differences(model, {**model, "epochs": 150}) == ["epochs"]
+
+
 def test_wrong_dataset_or_missing_report_is_refused_and_sidecar_untouched(tmp_path, sidecar, capsys):
     before = sidecar.read_text()
     other = write_run(tmp_path / "ravdess", "ravdess", "random", 0.5)
