@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from ser_edge.edge.litert import runtime_name
 from ser_edge.models import metrics
 
 LATENCY_RUNS = 50
+# Beyond the export itself (one busy process), this much load means other work shared the CPUs.
+BUSY_LOAD = 0.5
 
 
 def parity_report(tflite_path: Path, keras_probabilities: np.ndarray, held_out: np.ndarray,
@@ -38,8 +41,15 @@ def parity_report(tflite_path: Path, keras_probabilities: np.ndarray, held_out: 
         "runtime": runtime_name(),
         "invoke_latency_ms": {f"{threads}_thread{'s' if threads > 1 else ''}": invoke_latency(tflite_path, held_out[0], threads)
                               for threads in (1, 2)},
+        # Timings are only figures on a quiet machine: say how busy it was (1-min load average).
+        "load_while_timing": {"load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()},
     }
     return report
+
+
+def busy(report: dict) -> bool:
+    load = report.get("load_while_timing")
+    return bool(load) and load["load_average_1min"] - 1 >= BUSY_LOAD
 
 
 def invoke_latency(path: Path, matrix: np.ndarray, threads: int) -> dict:
@@ -79,6 +89,10 @@ def parity_markdown(r: dict) -> str:
         f"| file size | {r['bytes']:,} bytes |",
         f"| invoke, 1 thread (median / p95) | {one['median']:.2f} / {one['p95']:.2f} ms |",
         f"| invoke, 2 threads (median / p95) | {two['median']:.2f} / {two['p95']:.2f} ms |",
+        *([f"| machine while timing | 1-min load average {r['load_while_timing']['load_average_1min']:.2f} on "
+           f"{r['load_while_timing']['cpus']} CPUs"
+           + (": other work shared the machine, so these timings are not figures (benchmarks/ measures them "
+              "on a quiet machine) |" if busy(r) else " |")] if r.get("load_while_timing") else []),
         f"| ops computing in float inside the graph | {float_ops} |",
         f"| runtime | {r['runtime']} |",
         "",

@@ -101,6 +101,7 @@ def test_parity_reports(exported):
         assert report["bytes"] == exported["files"][variant].stat().st_size
         for threads in ("1_thread", "2_threads"):
             assert report["invoke_latency_ms"][threads]["median"] > 0
+        assert report["load_while_timing"]["cpus"] >= 1 and report["load_while_timing"]["load_average_1min"] >= 0
         if variant in ("float32", "float16"):
             assert report["top1_agreement"] >= 0.995
             assert report["max_abs_probability_difference"] < 0.01
@@ -110,6 +111,16 @@ def test_parity_reports(exported):
     # The int8 graph keeps the documented parts in float and names each one with its reason.
     assert set(int8["float_layers"]) <= {"attention", "attention norm", "routing", "time-row BatchNorm"}
     assert int8["float_layers"] and all(int8["float_layers"].values())
+
+
+def test_a_parity_report_timed_on_a_busy_machine_says_its_timings_are_not_figures(exported):
+    from ser_edge.export.parity import parity_markdown
+
+    report = json.loads((exported["parity"] / "smoke-dynamic.parity.json").read_text())
+    quiet = parity_markdown({**report, "load_while_timing": {"load_average_1min": 1.1, "cpus": 2}})
+    busy = parity_markdown({**report, "load_while_timing": {"load_average_1min": 2.9, "cpus": 2}})
+    assert "1-min load average 1.10 on 2 CPUs |" in quiet and "not figures" not in quiet
+    assert "1-min load average 2.90 on 2 CPUs: other work shared the machine" in busy and "not figures" in busy
 
 
 def test_float32_matches_keras_on_real_features(exported, trained, corpus):
