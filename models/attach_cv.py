@@ -28,15 +28,15 @@ from ser_edge.edge.errors import SerEdgeError
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 # Settings that may differ between the folds and the shipping model without changing the recipe.
 NOT_RECIPE = frozenset({"dataset", "folds", "split", "seed", "jit_compile"})
-# Written into settings only when on (TrainSettings.to_dict): absent means off.
-OFF_WHEN_ABSENT = {"utterance_mean": False, "level_normalise": False, "speed_perturb": []}
 
 
 def recipe_differences(model_settings: dict | None, fold_settings: dict) -> list[str]:
     """The recipe settings in which the cross-validation's folds were trained unlike the model."""
     if not model_settings:
         return []
-    model, folds = ({**OFF_WHEN_ABSENT, **s} for s in (model_settings, fold_settings))
+    from ser_edge.models.train import WRITTEN_WHEN_ON  # absent in a run file means off
+
+    model, folds = ({**WRITTEN_WHEN_ON, **s} for s in (model_settings, fold_settings))
     return sorted(k for k in set(model) | set(folds) if k not in NOT_RECIPE and model.get(k) != folds.get(k))
 
 
@@ -56,6 +56,16 @@ def summarise(report: dict, folder: str, model_settings: dict | None = None) -> 
     }
 
 
+def copy_reports(run_dir: Path, target: Path) -> None:
+    for name in REPORT_FILES:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, target / name)
+    # The fold files too: every figure of the report can be recomputed from them.
+    (target / "folds").mkdir(exist_ok=True)
+    for fold in sorted(run_dir.glob("fold_*.json")):
+        shutil.copy2(fold, target / "folds" / fold.name)
+
+
 def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
     try:
         info = json.loads(sidecar.read_text())
@@ -71,16 +81,8 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
             raise SerEdgeError(f"{run_dir} is a {report['dataset']} run; {sidecar} is a {info['dataset']} model")
         target = sidecar.parent / "cv" / f"{report['dataset']}-{report['split']}"
         target.mkdir(parents=True, exist_ok=True)
-        if target.resolve() == run_dir.resolve():  # a retrained model re-attaching the reports already kept
-            figures.append(summarise(report, str(target.relative_to(sidecar.parent)), info.get("settings")))
-            continue
-        for name in REPORT_FILES:
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, target / name)
-        # The fold files too: every figure of the report can be recomputed from them.
-        (target / "folds").mkdir(exist_ok=True)
-        for fold in sorted(run_dir.glob("fold_*.json")):
-            shutil.copy2(fold, target / "folds" / fold.name)
+        if target.resolve() != run_dir.resolve():  # else: a retrained model re-attaching the reports kept
+            copy_reports(run_dir, target)
         figures.append(summarise(report, str(target.relative_to(sidecar.parent)), info.get("settings")))
     info["figures"] = figures
     random_runs = [figure for figure in figures if figure["split"] == "random"]

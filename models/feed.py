@@ -85,12 +85,10 @@ def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: Fe
 
         def __getitem__(self, index):
             picked = self._order()[index * batch_size:(index + 1) * batch_size]
-            if len(self.versions) > 1:  # its own stream: batches without speeds stay as they were
-                version = np.random.default_rng((seed, self.epoch, index, 1)).integers(0, len(self.versions),
-                                                                                       len(picked))
-                batch = self.versions[version, picked]
-            else:
-                batch = self.versions[0, picked]
+            # Its own random stream, drawn only with speeds: runs without them see the batches they saw before.
+            version = (np.random.default_rng((seed, self.epoch, index, 1)).integers(0, len(self.versions), len(picked))
+                       if len(self.versions) > 1 else 0)
+            batch = self.versions[version, picked]
             if augmented:
                 batch = augment(batch, np.random.default_rng((seed, self.epoch, index)))
             return model_inputs(batch, raw), self.targets[picked]

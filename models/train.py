@@ -33,6 +33,10 @@ from ser_edge.models.splits import Fold, make_folds, validation_split
 log = logging.getLogger(__name__)
 
 
+# Settings added after the first runs, written only when on; absent in a run file means this value.
+WRITTEN_WHEN_ON = {"utterance_mean": False, "level_normalise": False, "speed_perturb": []}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a run's result; saved in run.json (a resume must match it)."""
@@ -90,8 +94,8 @@ class TrainSettings:
         data = dataclasses.asdict(self)
         data["ablate"] = list(self.ablate)
         data["speed_perturb"] = list(self.speed_perturb)
-        for name in ("utterance_mean", "level_normalise", "speed_perturb"):  # added later: written only when on,
-            if not data[name]:  # so earlier run files still match
+        for name in WRITTEN_WHEN_ON:  # added later: written only when on, so earlier run files still match
+            if not data[name]:
                 del data[name]
         return data
 
