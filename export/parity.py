@@ -52,6 +52,17 @@ def busy(report: dict) -> bool:
     return bool(load) and load["load_average_1min"] - 1 >= BUSY_LOAD
 
 
+def load_rows(report: dict) -> list[str]:
+    """The report's line on how busy the machine was while timing (none in reports written before it)."""
+    load = report.get("load_while_timing")
+    if not load:
+        return []
+    verdict = (": other work shared the machine, so these timings are not figures (benchmarks/ measures them "
+               "on a quiet machine)" if busy(report) else "")
+    return [f"| machine while timing | 1-min load average {load['load_average_1min']:.2f} on {load['cpus']} CPUs"
+            f"{verdict} |"]
+
+
 def invoke_latency(path: Path, matrix: np.ndarray, threads: int) -> dict:
     classifier = EmotionClassifier(path, threads=threads)
     for _ in range(5):
@@ -89,10 +100,7 @@ def parity_markdown(r: dict) -> str:
         f"| file size | {r['bytes']:,} bytes |",
         f"| invoke, 1 thread (median / p95) | {one['median']:.2f} / {one['p95']:.2f} ms |",
         f"| invoke, 2 threads (median / p95) | {two['median']:.2f} / {two['p95']:.2f} ms |",
-        *([f"| machine while timing | 1-min load average {r['load_while_timing']['load_average_1min']:.2f} on "
-           f"{r['load_while_timing']['cpus']} CPUs"
-           + (": other work shared the machine, so these timings are not figures (benchmarks/ measures them "
-              "on a quiet machine) |" if busy(r) else " |")] if r.get("load_while_timing") else []),
+        *load_rows(r),
         f"| ops computing in float inside the graph | {float_ops} |",
         f"| runtime | {r['runtime']} |",
         "",

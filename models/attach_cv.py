@@ -24,6 +24,7 @@ from pathlib import Path
 from ser_edge.edge import atomic
 from ser_edge.edge import command
 from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models import WRITTEN_WHEN_ON  # absent in a run file means off
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 # Settings that may differ between the folds and the shipping model without changing the recipe.
@@ -34,8 +35,6 @@ def recipe_differences(model_settings: dict | None, fold_settings: dict) -> list
     """The recipe settings in which the cross-validation's folds were trained unlike the model."""
     if not model_settings:
         return []
-    from ser_edge.models.train import WRITTEN_WHEN_ON  # absent in a run file means off
-
     model, folds = ({**WRITTEN_WHEN_ON, **s} for s in (model_settings, fold_settings))
     return sorted(k for k in set(model) | set(folds) if k not in NOT_RECIPE and model.get(k) != folds.get(k))
 

@@ -26,15 +26,12 @@ from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.features import model_inputs, standardize
 from ser_edge.models.level_reference import level_reference
-from ser_edge.models import RECIPES, metrics
+from ser_edge.models import RECIPES, WRITTEN_WHEN_ON, metrics
 from ser_edge.models.feature_cache import FeatureSet
 from ser_edge.models.splits import Fold, make_folds, validation_split
 
 log = logging.getLogger(__name__)
 
-
-# Settings added after the first runs, written only when on; absent in a run file means this value.
-WRITTEN_WHEN_ON = {"utterance_mean": False, "level_normalise": False, "speed_perturb": []}
 
 
 @dataclass(frozen=True)
