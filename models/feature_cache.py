@@ -46,6 +46,9 @@ class FeatureSet:
             raise SerEdgeError("speed-perturbed features do not match the dataset's features")
         return dataclasses.replace(self, speeds=tuple(speeds), speed_features=tuple(speed_features))
 
+    def without_speeds(self) -> "FeatureSet":
+        return dataclasses.replace(self, speeds=(), speed_features=())
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -108,18 +111,28 @@ def compute(utterances: list[Utterance], config: FeatureConfig, speed: float = 1
     return out
 
 
-def save_bundle(data: FeatureSet, path: Path) -> None:
-    """One portable file with a dataset's features, labels, speakers and paths (no audio needed to train)."""
-    speeds = {"speeds": np.array(data.speeds), "speed_features": np.stack(data.speed_features)} if data.speeds else {}
+def save_bundle(data: FeatureSet, path: Path, float16: bool = False) -> None:
+    """One portable file with a dataset's features, labels, speakers and paths (no audio needed to train).
+
+    ``float16`` stores the features at half precision, compressed: a third of the size, so that the
+    RAVDESS bundle with its speed copies (110 MB) fits the 64 MiB a lent GPU machine receives. Each
+    value keeps 11 significant bits (relative error at most 2**-11); on RAVDESS the largest error is
+    0.4 % of its coefficient's standard deviation. The loader returns float32.
+    """
+    dtype = np.float16 if float16 else np.float32
+    speeds = ({"speeds": np.array(data.speeds), "speed_features": np.stack(data.speed_features).astype(dtype)}
+              if data.speeds else {})
+    save = np.savez_compressed if float16 else np.savez
     with atomic.replacing(path) as partial:
-        np.savez(partial, features=data.features, labels=data.labels, speakers=data.speakers, paths=data.paths,
-                 label_names=np.array(data.label_names), **speeds)
+        save(partial, features=data.features.astype(dtype), labels=data.labels, speakers=data.speakers,
+             paths=data.paths, label_names=np.array(data.label_names), **speeds)
 
 
 def load_bundle(path: Path) -> FeatureSet:
     with np.load(path) as bundle:
-        data = FeatureSet(features=bundle["features"], labels=bundle["labels"], speakers=bundle["speakers"],
+        data = FeatureSet(features=bundle["features"].astype(np.float32), labels=bundle["labels"], speakers=bundle["speakers"],
                           paths=bundle["paths"], label_names=tuple(bundle["label_names"].tolist()))
         if "speeds" in bundle:
-            data = data.with_speeds(tuple(bundle["speeds"].tolist()), tuple(bundle["speed_features"]))
+            data = data.with_speeds(tuple(bundle["speeds"].tolist()),
+                                    tuple(bundle["speed_features"].astype(np.float32)))
     return data

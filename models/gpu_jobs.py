@@ -52,17 +52,20 @@ CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normali
                "-speed": ["--level-normalise", "--speed-perturb", "0.9,1.1"]}
 
 
-def bundle_for(dataset: str, extra: list[str]) -> Path:
-    """Speed-perturbed runs need a bundle written with the same --speed-perturb (three times the size:
-    .gpu/emodb-speed.npz is 49 MB, so it travels alone)."""
-    return BUNDLES / (f"{dataset}-speed.npz" if "--speed-perturb" in extra else f"{dataset}.npz")
+def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False) -> Path:
+    """Speed-perturbed runs need a bundle written with the same --speed-perturb (three times the size).
+    That bundle also holds the plain features, so with ``speed_bundles_only`` every run reads it and one
+    file per dataset travels (.gpu/ravdess-speed.npz written with --bundle-float16 is 38 MB)."""
+    speed = speed_bundles_only or "--speed-perturb" in extra
+    return BUNDLES / (f"{dataset}-speed.npz" if speed else f"{dataset}.npz")
 
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],
-            tag: str = "") -> list[Job]:
+            tag: str = "", speed_bundles_only: bool = False) -> list[Job]:
     out = runs / f"{dataset}-{split}{tag}"
     size = training_size(dataset, folds)
-    base = ["--dataset", dataset, "--bundle", str(bundle_for(dataset, extra)), "--out", str(out),
+    bundle = bundle_for(dataset, extra, speed_bundles_only)
+    base = ["--dataset", dataset, "--bundle", str(bundle), "--out", str(out),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
     jobs = [Job(f"{dataset}-{split}{tag}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,
                 out / f"fold_{k:02d}.json") for k in range(folds)]
@@ -86,30 +89,35 @@ PROBES = {
     "authors-head-scale-1": ("ravdess", "speaker", 5, ["--head-scale", "1"]),
     "authors-margin-loss": ("ravdess", "speaker", 5, ["--loss", "margin"]),
     "emodb-gate-converging": ("emodb", "random", 10, ["--reading", "gate"]),
+    # The shipped recipe with and without speed perturbation on another seed: how much of a fold's
+    # difference is the seed's.
+    "level-seed7": ("ravdess", "speaker", 5, ["--level-normalise", "--seed", "7"]),
+    "speed-seed7": ("ravdess", "speaker", 5, ["--level-normalise", "--speed-perturb", "0.9,1.1", "--seed", "7"]),
 }
 
 
-def probe_jobs(epochs: int, runs: Path, names: list[str]) -> list[Job]:
+def probe_jobs(epochs: int, runs: Path, names: list[str], speed_bundles_only: bool = False) -> list[Job]:
     jobs = []
     for name in names:
         dataset, split, folds, extra = PROBES[name]
         size = training_size(dataset, folds)
+        bundle = bundle_for(dataset, extra, speed_bundles_only)
         jobs.append(Job(f"probe-{name}", [
-            "--dataset", dataset, "--bundle", str(BUNDLES / f"{dataset}.npz"), "--out", str(runs / f"probe-{name}"),
+            "--dataset", dataset, "--bundle", str(bundle), "--out", str(runs / f"probe-{name}"),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test",
             "--only-fold", "0", "--no-final", *extra], size * epochs, runs / f"probe-{name}" / "fold_00.json"))
     return jobs
 
 
-def plan(name: str, epochs: int, runs: Path) -> list[Job]:
+def plan(name: str, epochs: int, runs: Path, speed_bundles_only: bool = False) -> list[Job]:
     if name == "smoke":
-        return probe_jobs(2, runs, ["authors-converging", "gate-thesis"])
+        return probe_jobs(2, runs, ["authors-converging", "gate-thesis", "speed-seed7"], speed_bundles_only)
     cv = [job for tag, extra in CV_VARIANTS.items()
           for dataset, split, folds in (("ravdess", "random", 10), ("emodb", "random", 10),
                                         ("ravdess", "speaker", 5), ("emodb", "speaker", 5))
-          for job in cv_jobs(dataset, split, folds, epochs, runs, extra, tag)]
+          for job in cv_jobs(dataset, split, folds, epochs, runs, extra, tag, speed_bundles_only)]
     # "authors-converging" on RAVDESS speaker fold 0 is the speaker CV's fold 0 itself.
-    probes = probe_jobs(epochs, runs, [p for p in PROBES if p != "authors-converging"])
+    probes = probe_jobs(epochs, runs, [p for p in PROBES if p != "authors-converging"], speed_bundles_only)
     jobs = sorted(cv, key=lambda j: -j.weight) + probes
     return [job for job in jobs if job.result is None or not job.result.exists()]
 
@@ -182,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="run only the jobs whose names match (shell-style, repeatable; see --list)")
     parser.add_argument("--list", action="store_true", help="print the jobs and stop")
+    parser.add_argument("--speed-bundles-only", action="store_true",
+                        help="every job reads .gpu/DATASET-speed.npz (it holds the plain features too), so one "
+                             "bundle per dataset travels")
     args = parser.parse_args(argv)
-    jobs = select(plan(args.plan, args.epochs, args.runs), args.only)
+    jobs = select(plan(args.plan, args.epochs, args.runs, args.speed_bundles_only), args.only)
     if not jobs:
         parser.error("no job left to run (finished, or no name matches --only)")
     if args.list:

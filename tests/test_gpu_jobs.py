@@ -40,6 +40,11 @@ def test_only_selects_jobs_by_name_and_a_variant_writes_its_own_folder(tmp_path,
     speed = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["emodb-speaker-speed-fold0"])[0]
     assert speed.args[speed.args.index("--bundle") + 1] == ".gpu/emodb-speed.npz"
     assert plain.args[plain.args.index("--bundle") + 1] == ".gpu/ravdess.npz"
+    # Unless one bundle per dataset travels: then every run reads the speed bundle.
+    shared = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path, speed_bundles_only=True),
+                             ["ravdess-speaker-level-fold1", "probe-level-seed7"])
+    assert [job.args[job.args.index("--bundle") + 1] for job in shared] == [".gpu/ravdess-speed.npz"] * 2
+    assert all("--speed-perturb" not in job.args for job in shared)
     with pytest.raises(SystemExit):
         gpu_jobs.main(["--runs", str(tmp_path), "--only", "no-such-job", "--list"])
     assert "no job left to run" in capsys.readouterr().err

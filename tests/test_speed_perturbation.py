@@ -4,6 +4,7 @@ bundles carry them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -114,6 +115,24 @@ def test_a_bundle_keeps_its_speeds(tmp_path):
     assert load_bundle(tmp_path / "plain.npz").speeds == ()
 
 
+def test_a_float16_bundle_is_smaller_and_rounds_each_value_by_at_most_half_a_unit(tmp_path):
+    # MFCC-like values: c0 in the hundreds below zero, the rest a few tens either side.
+    rng = np.random.default_rng(0)
+    shape = (12, CONFIG.num_frames, CONFIG.n_mfcc)
+    features = (rng.normal(0, 20, shape) + np.r_[-600.0, np.zeros(shape[2] - 1)]).astype(np.float32)
+    data = dataclasses.replace(constant_set(), features=features).with_speeds((0.9, 1.1), (features * 0.9,
+                                                                                          features * 1.1))
+    save_bundle(data, tmp_path / "full.npz")
+    save_bundle(data, tmp_path / "half.npz", float16=True)
+    half = load_bundle(tmp_path / "half.npz")
+    assert half.features.dtype == np.float32 and half.speed_features[0].dtype == np.float32
+    assert half.speeds == (0.9, 1.1)
+    for got, want in [(half.features, data.features), *zip(half.speed_features, data.speed_features)]:
+        assert not np.array_equal(got, want)  # it did round
+        np.testing.assert_allclose(got, want, rtol=2.0 ** -11, atol=2.0 ** -24)
+    assert (tmp_path / "half.npz").stat().st_size < 0.5 * (tmp_path / "full.npz").stat().st_size
+
+
 def ser_train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", *args], capture_output=True, text=True,
                           timeout=900)
@@ -142,6 +161,12 @@ def test_ser_train_trains_with_speeds_and_its_bundle_must_match(tmp_path, corpus
                      "--folds", "3", "--speed-perturb", "0.9,1.1", "--threads", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((out / "final.json").read_text())["settings"]["speed_perturb"] == [0.9, 1.1]
+
+    # The same bundle serves a run without speed perturbation: it trains on the plain features alone.
+    plain = ser_train("--dataset", "emodb", "--bundle", str(bundle), "--out", str(tmp_path / "plain"), "--no-cv",
+                      "--epochs", "1", "--folds", "3", "--threads", "1")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "speed_perturb" not in json.loads((tmp_path / "plain" / "final.json").read_text())["settings"]
 
     refused = ser_train("--dataset", "emodb", "--bundle", str(bundle), "--out", str(tmp_path / "other"),
                         "--no-cv", "--epochs", "1", "--folds", "3", "--speed-perturb", "0.8")
