@@ -60,3 +60,15 @@ def test_shipped_model_gives_the_same_label_whatever_the_input_level(name):
     assert EmotionClassifier(resolve_model(name)).features.level_reference is not None  # on by default
     assert changed["normalised"] <= 0.05, changed
     assert changed["as-recorded"] >= 0.2, changed  # what the level normalisation is there for
+
+
+@pytest.mark.parametrize("name", ["ravdess", "emodb"])
+def test_every_shipped_export_carries_its_sidecars_figures(name):
+    """`ser-edge info` reads the figures from the .tflite: after attach_cv the model must be exported again."""
+    from ser_edge.edge.model_file import read_metadata
+    from ser_edge.edge.registry import VARIANTS
+
+    sidecar = json.loads((shipped_dir() / f"{name}.json").read_text())
+    for variant in VARIANTS:
+        carried = read_metadata(resolve_model(name, variant))["training"]["figures"]
+        assert carried == sidecar["figures"], f"{name}-{variant}.tflite: figures differ from {name}.json"
