@@ -109,7 +109,7 @@ def as_json(path: Path, metadata: dict, parity: dict | None) -> str:
 
 
 def _accuracy_lines(training: dict) -> list[str]:
-    lines, differs = [], set()
+    lines = []
     for figure in training.get("figures") or []:
         try:
             war, uar = figure["war"], figure["uar"]
@@ -118,11 +118,11 @@ def _accuracy_lines(training: dict) -> list[str]:
                          f"{100 * war['mean']:.1f}{spread} %, UAR {100 * uar['mean']:.1f} % "
                          f"({figure['folds_finished']} of {figure['folds_planned']} folds, "
                          f"{figure.get('epochs', '?')} epochs)")
-            differs.update(figure.get("differs_from_model") or ())
         except (KeyError, TypeError):
             continue
-    if differs:  # figures of a recipe that is not exactly this model's
-        lines.append(f"(those folds were trained unlike this model in: {', '.join(sorted(differs))})")
+        differs = figure.get("differs_from_model")
+        if differs:  # right under the figure of a recipe that is not exactly this model's
+            lines.append(f"(those folds were trained unlike this model in: {', '.join(sorted(differs))})")
     if not lines and training.get("cross_validation_war"):
         war = training["cross_validation_war"]
         lines.append(f"cross-validation: WAR {100 * war['mean']:.1f} ± {100 * war.get('std', 0):.1f} % "

@@ -89,8 +89,8 @@ PROBES = {
     "authors-head-scale-1": ("ravdess", "speaker", 5, ["--head-scale", "1"]),
     "authors-margin-loss": ("ravdess", "speaker", 5, ["--loss", "margin"]),
     "emodb-gate-converging": ("emodb", "random", 10, ["--reading", "gate"]),
-    # The shipped recipe with and without speed perturbation on another seed: how much of a fold's
-    # difference is the seed's.
+    # The shipped recipe with and without speed perturbation on another seed, which also draws another
+    # speaker partition (fold 0 then holds out actors 01+02+11+13): one more paired comparison.
     "level-seed7": ("ravdess", "speaker", 5, ["--level-normalise", "--seed", "7"]),
     "speed-seed7": ("ravdess", "speaker", 5, ["--level-normalise", "--speed-perturb", "0.9,1.1", "--seed", "7"]),
 }

@@ -41,8 +41,14 @@ def test_summary_is_short_and_carries_what_a_user_asks(name):
         spread = f" ± {100 * figure['war']['std']:.1f}" if figure["folds_finished"] > 1 else ""  # one fold has none
         assert f"WAR {100 * figure['war']['mean']:.1f}{spread} %, UAR" in text
         assert f"({figure['folds_finished']} of {figure['folds_planned']} folds" in text
-        for setting in figure.get("differs_from_model") or ():  # folds of another recipe say so
-            assert f"trained unlike this model in: " in text and setting in text.split("unlike this model in:")[1]
+        # Folds of another recipe say so on the line under their figure, and only there.
+        lines = text.splitlines()
+        heading = f"{figure['split']} {figure['folds_planned']}-fold cross-validation"
+        below = next(lines[i + 1] for i, line in enumerate(lines) if heading in line)
+        differs = figure.get("differs_from_model") or ()
+        assert ("trained unlike this model in: " in below) == bool(differs), below
+        for setting in differs:
+            assert setting in below
     assert f"{100 * metadata['training']['validation_accuracy']:.1f} %" in text
     reference = metadata["features"].get("level_reference")
     assert reference is not None and f"normalised: each utterance's loudest frame to c0 {reference:.1f}" in text
