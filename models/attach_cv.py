@@ -28,7 +28,7 @@ from ser_edge.models import WRITTEN_WHEN_ON  # absent in a run file means off
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 # Settings that may differ between the folds and the shipping model without changing the recipe.
-NOT_RECIPE = frozenset({"dataset", "folds", "split", "seed", "jit_compile"})
+NOT_RECIPE = frozenset({"dataset", "folds", "split", "seed", "init_seed", "jit_compile"})
 
 
 def recipe_differences(model_settings: dict | None, fold_settings: dict) -> list[str]:

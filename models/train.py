@@ -66,7 +66,8 @@ class TrainSettings:
     loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
     augment: bool = True  # see ser_edge.models.feed
     validation_fraction: float = 0.1
-    seed: int = 42
+    seed: int = 42  # the folds and the validation split; also the training's, unless init_seed is set
+    init_seed: int | None = None  # weights, batches and augmentation alone: the same files, another model
     jit_compile: bool = False
     ablate: tuple[str, ...] = field(default=())
 
@@ -91,10 +92,14 @@ class TrainSettings:
         data = dataclasses.asdict(self)
         data["ablate"] = list(self.ablate)
         data["speed_perturb"] = list(self.speed_perturb)
-        for name in WRITTEN_WHEN_ON:  # added later: written only when on, so earlier run files still match
-            if not data[name]:
+        for name, off in WRITTEN_WHEN_ON.items():  # added later: written only when on, so earlier run files match
+            if data[name] == off:
                 del data[name]
         return data
+
+    @property
+    def training_seed(self) -> int:
+        return self.seed if self.init_seed is None else self.init_seed
 
 
 def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: FeatureConfig, out: Path,
@@ -133,7 +138,7 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
     started = time.monotonic()
     config = fold_features(data, fold.train, settings, config)
     diagnostic = fold.test if track_test else None
-    model, history = fit(data, fold.train, fold.validation, settings, config, seed=settings.seed + fold.index,
+    model, history = fit(data, fold.train, fold.validation, settings, config, seed=settings.training_seed + fold.index,
                          tag=f"fold {fold.index + 1}/{total}", checkpoints=checkpoints,
                          checkpoint_every=checkpoint_every, diagnostic_test=diagnostic)
     probabilities = predict(model, data.features[fold.test], config)
@@ -178,7 +183,7 @@ def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig
     train, validation = validation_split(everything, data.labels, data.speakers, split=settings.split,
                                          seed=settings.seed, fraction=settings.validation_fraction)
     config = fold_features(data, train, settings, config)
-    model, history = fit(data, train, validation, settings, config, seed=settings.seed, tag="final",
+    model, history = fit(data, train, validation, settings, config, seed=settings.training_seed, tag="final",
                          checkpoints=out / "final.ckpt", checkpoint_every=checkpoint_every)
     path = out / "final.keras"
     with atomic.replacing(path) as partial:

@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation")
     parser.add_argument("--split", choices=SPLITS, default="random")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--init-seed", type=int,
+                        help="seed the weights, batches and augmentation apart from --seed, which keeps the "
+                             "folds and the validation split: the same files, another model")
     parser.add_argument("--reverse-axis", choices=REVERSE_AXES, default=FeatureConfig.reverse_axis)
     parser.add_argument("--ablate", action="append", choices=ABLATIONS, default=[])
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the training step")
@@ -167,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = TrainSettings.from_recipe(
         args.recipe, dataset=args.dataset, folds=args.folds, split=args.split, reading=args.reading,
-        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed,
+        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed, init_seed=args.init_seed,
         jit_compile=args.jit_compile, ablate=tuple(args.ablate), learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
         bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,

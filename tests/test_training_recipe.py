@@ -305,3 +305,29 @@ def test_a_feature_bundle_trains_without_the_audio(tmp_path, corpus):
     wrong = ser_train("--dataset", "ravdess", "--bundle", str(bundle), "--out", str(tmp_path / "run2"))
     _, error = wrong.communicate(timeout=600)
     assert wrong.returncode == 2 and "not ravdess's" in error
+
+
+@pytest.mark.slow
+def test_init_seed_trains_another_model_on_the_same_files(tmp_path, corpus):
+    common = ["--dataset", "emodb", "--data-dir", str(corpus), "--no-cv", "--epochs", "1", "--folds", "3",
+              "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
+    runs = {}
+    for name, extra in (("plain", []), ("init7", ["--init-seed", "7"])):
+        done = ser_train(*common, "--out", str(tmp_path / name), *extra)
+        _, error = done.communicate(timeout=600)
+        assert done.returncode == 0, error[-2000:]
+        runs[name] = json.loads((tmp_path / name / "final.json").read_text())
+    plain, other = runs["plain"], runs["init7"]
+    assert other["validation_files"] == plain["validation_files"]  # --seed still draws the split
+    assert other["training_files"] == plain["training_files"]
+    assert other["settings"]["init_seed"] == 7 and "init_seed" not in plain["settings"]
+    assert other["history"]["loss"] != plain["history"]["loss"]  # other weights, other batches
+
+
+def test_init_seed_is_written_only_when_set_and_seeds_the_training_alone():
+    from ser_edge.models.train import TrainSettings
+
+    assert "init_seed" not in TrainSettings(dataset="emodb").to_dict()  # earlier run files still match
+    assert TrainSettings(dataset="emodb", init_seed=0).to_dict()["init_seed"] == 0  # 0 is a seed, not "off"
+    assert TrainSettings(dataset="emodb", seed=3).training_seed == 3
+    assert TrainSettings(dataset="emodb", seed=3, init_seed=7).training_seed == 7
