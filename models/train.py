@@ -138,9 +138,9 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
     started = time.monotonic()
     config = fold_features(data, fold.train, settings, config)
     diagnostic = fold.test if track_test else None
-    model, history = fit(data, fold.train, fold.validation, settings, config, seed=settings.training_seed + fold.index,
-                         tag=f"fold {fold.index + 1}/{total}", checkpoints=checkpoints,
-                         checkpoint_every=checkpoint_every, diagnostic_test=diagnostic)
+    model, history = fit(data, fold.train, fold.validation, settings, config,
+                         seed=settings.training_seed + fold.index, tag=f"fold {fold.index + 1}/{total}",
+                         checkpoints=checkpoints, checkpoint_every=checkpoint_every, diagnostic_test=diagnostic)
     probabilities = predict(model, data.features[fold.test], config)
     predicted = probabilities.argmax(axis=1)
     return {

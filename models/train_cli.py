@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         labels = [u.label for u in utterances]
         speakers = {u.speaker for u in utterances}
         where = args.data_dir
+    if args.bundle_float16 and not args.write_bundle:
+        raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     if args.write_bundle:
         if args.bundle:
             raise SerEdgeError("--write-bundle computes features from --data-dir; it cannot copy a --bundle")
@@ -170,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = TrainSettings.from_recipe(
         args.recipe, dataset=args.dataset, folds=args.folds, split=args.split, reading=args.reading,
-        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed, init_seed=args.init_seed,
-        jit_compile=args.jit_compile, ablate=tuple(args.ablate), learning_rate=args.learning_rate,
+        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, seed=args.seed,
+        init_seed=args.init_seed, jit_compile=args.jit_compile, ablate=tuple(args.ablate),
+        learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
         bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,
         speed_perturb=speeds, head_scale=args.head_scale,

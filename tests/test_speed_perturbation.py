@@ -171,6 +171,9 @@ def test_ser_train_trains_with_speeds_and_its_bundle_must_match(tmp_path, corpus
     refused = ser_train("--dataset", "emodb", "--bundle", str(bundle), "--out", str(tmp_path / "other"),
                         "--no-cv", "--epochs", "1", "--folds", "3", "--speed-perturb", "0.8")
     assert refused.returncode == 2 and "same --speed-perturb" in refused.stderr
+    refused = ser_train("--dataset", "emodb", "--bundle", str(bundle), "--out", str(tmp_path / "other"),
+                        "--bundle-float16")
+    assert refused.returncode == 2 and "give --write-bundle" in refused.stderr
     refused = ser_train("--dataset", "emodb", "--data-dir", str(corpus), "--out", str(tmp_path / "other"),
                         "--speed-perturb", "1.0", *cache)
     assert refused.returncode == 2 and "speeds must be" in refused.stderr
