@@ -99,11 +99,14 @@ def test_the_input_level_changes_nothing_unless_asked_to(files, model, tmp_path)
                                             files["speech"], quiet))
         return max(abs(loud_row["probabilities"][k] - quiet_row["probabilities"][k]) for k in loud_row["probabilities"])
 
-    # Normalised (the default): only the 16-bit rounding of the quiet copy differs (0.007 measured); as recorded
-    # the same model moves by 0.3 and changes its label.
-    assert largest_change() < 0.02
+    # Normalised (the default): only the 16-bit rounding of the quiet copy differs (0.003 measured with the
+    # default model trained with speed perturbation). As recorded the level reaches the model: how far it moves
+    # is the model's own sensitivity (0.04 for that model, 0.3 and a new label for the level-only one before
+    # it), so the flag is checked against the normalised run's noise, not against a fixed size.
+    normalised = largest_change()
+    assert normalised < 0.02
     assert largest_change("--level", "normalised") < 0.02
-    assert largest_change("--level", "as-recorded") > 0.1
+    assert largest_change("--level", "as-recorded") > max(0.02, 5 * normalised)
     done = run("classify", "--level", "loud", files["speech"])
     assert done.returncode == 2 and "invalid choice: 'loud'" in done.stderr
 
