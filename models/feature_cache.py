@@ -130,10 +130,10 @@ def save_bundle(data: FeatureSet, path: Path, float16: bool = False) -> None:
 
 def load_bundle(path: Path) -> FeatureSet:
     with np.load(path) as bundle:
-        data = FeatureSet(features=bundle["features"].astype(np.float32), labels=bundle["labels"],
+        data = FeatureSet(features=bundle["features"].astype(np.float32, copy=False), labels=bundle["labels"],
                           speakers=bundle["speakers"], paths=bundle["paths"],
                           label_names=tuple(bundle["label_names"].tolist()))
         if "speeds" in bundle:
             data = data.with_speeds(tuple(bundle["speeds"].tolist()),
-                                    tuple(bundle["speed_features"].astype(np.float32)))
+                                    tuple(bundle["speed_features"].astype(np.float32, copy=False)))
     return data

@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.bundle_float16 and not args.write_bundle:  # before any bundle or feature is read
+        raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     from ser_edge.models.feature_cache import check_speeds
 
     speeds = check_speeds(args.speed_perturb)
@@ -141,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
         labels = [u.label for u in utterances]
         speakers = {u.speaker for u in utterances}
         where = args.data_dir
-    if args.bundle_float16 and not args.write_bundle:
-        raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     if args.write_bundle:
         if args.bundle:
             raise SerEdgeError("--write-bundle computes features from --data-dir; it cannot copy a --bundle")
