@@ -89,7 +89,7 @@ def bench(args: argparse.Namespace, entered: float) -> int:
     from ser_edge.edge.registry import resolve_model
 
     model_path = resolve_model(args.model)
-    classifier = EmotionClassifier(model_path, threads=args.threads)
+    classifier = EmotionClassifier(model_path, threads=args.threads, hold_blas=False)  # held just below
     blas_threads = args.threads if args.blas_threads is None else args.blas_threads
     thread_pools = threads.limit(blas_threads) if blas_threads else threads.pools()
     loaded = time.perf_counter()

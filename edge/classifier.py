@@ -17,6 +17,7 @@ from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.litert import interpreter_class
 from ser_edge.edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
 from ser_edge.edge.pipeline import FEATURES, INFERENCE, TimedPipeline
+from ser_edge.edge.threads import limit, pools
 
 MAX_THREADS = 64  # LiteRT crashes on absurd counts (100000: SIGSEGV); a Pi has 4 cores
 
@@ -40,8 +41,14 @@ class EmotionClassifier:
     >>> classifier.classify(signal_at_model_rate).label
     """
 
-    def __init__(self, model_path: str | Path, *, threads: int = 1, level: str = "normalised"):
-        """``level="as-recorded"`` ignores the model's level normalisation (``FeatureConfig.level_reference``)."""
+    def __init__(self, model_path: str | Path, *, threads: int = 1, level: str = "normalised", hold_blas: bool = True):
+        """``level="as-recorded"`` ignores the model's level normalisation (``FeatureConfig.level_reference``).
+
+        ``threads`` is LiteRT's thread count and, once the model has loaded, every BLAS/OpenMP pool's in this
+        process (``self.thread_pools``; edge/threads.py): the MFCC's matrix products round differently with
+        more BLAS threads, enough to move a top-1 probability by 1e-4, so whatever classifies (the daemon,
+        ``ser-edge classify``, the exporter's threshold, the gain and variant benchmarks) computes what the
+        device computes. ``hold_blas=False`` leaves the pools alone (``ser-bench --blas-threads``)."""
         self.path = Path(model_path)
         if level not in LEVELS:
             raise SerEdgeError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -87,6 +94,8 @@ class EmotionClassifier:
         self._timed = self.pipeline()
         # One invoke now: a graph that loads but cannot run (a damaged file) fails here, before READY.
         self.infer(np.zeros(self.features.input_shape[:2], dtype=np.float32))
+        # Last, so every native library the model needed is loaded and held too.
+        self.thread_pools = limit(threads) if hold_blas else pools()
 
     @property
     def sample_rate(self) -> int:

@@ -120,7 +120,6 @@ def cmd_classify(args) -> int:
     from ser_edge.edge.registry import resolve_model
     from ser_edge.edge.settings import ListenSettings
     from ser_edge.edge.speech_gate import load_gate
-    from ser_edge.edge.threads import limit
 
     # listen's defaults and bounds: a long file is split and gated as listen --input would do it
     settings = ListenSettings(**{key: value for key, value in (("speech_threshold", args.speech_threshold),
@@ -129,7 +128,6 @@ def cmd_classify(args) -> int:
     classifier = EmotionClassifier(resolve_model(args.model), threads=args.threads, level=settings.level)
     judge = Judge(classifier, load_gate(settings.speech_threshold, settings.segmenter), settings.uncertain_below)
     warn_fallback(judge.gate)
-    limit(args.threads)  # BLAS too, whatever OPENBLAS_NUM_THREADS says (edge/threads.py)
     failures = 0
     if not args.json:
         print(HEADER)

@@ -29,7 +29,7 @@ from ser_edge.edge.settings import ListenSettings
 from ser_edge.edge.sinks import LineSink, OutputClosed
 from ser_edge.edge.speech_gate import load_gate
 from ser_edge.edge.sources import AudioSource, DeviceLost, EndOfStream, StreamFailed, make_source
-from ser_edge.edge.threads import describe, limit
+from ser_edge.edge.threads import describe
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ class Listener:
                            settings.uncertain_below)
         if getattr(self.judge.gate, "reason", ""):  # said once, not per utterance
             log.warning("speech gate: %s; using the energy gate: loud sounds count as speech", self.judge.gate.reason)
-        # After the model loads, so every native library is there to be limited (edge/threads.py).
-        self.thread_pools = limit(settings.threads)
+        self.thread_pools = self.judge.thread_pools  # every pool held to settings.threads, the gate's too
         self.thesis_s = thesis_seconds(self.classifier.dataset)
         self.source = source_factory(settings, self.classifier.sample_rate)
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,

@@ -17,6 +17,7 @@ import numpy as np
 from ser_edge.edge.classifier import EmotionClassifier, Prediction
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.speech_gate import EnergyGate, SileroGate, SpeechVerdict
+from ser_edge.edge.threads import limit
 
 UNCERTAIN = "uncertain"
 
@@ -61,6 +62,9 @@ class Judge:
         self.classifier = classifier
         self.gate = gate
         self.uncertain_below = model_threshold(classifier.metadata) if uncertain_below is None else uncertain_below
+        # Again, as the classifier did: the Silero gate loads OpenMP (libgomp) after the model, one
+        # thread per core unless held (edge/threads.py).
+        self.thread_pools = limit(classifier.threads)
 
     def judge(self, samples: np.ndarray) -> Judgement:
         """Gate, then (for speech) classify, ``samples`` at the classifier's rate."""

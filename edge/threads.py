@@ -18,9 +18,12 @@ OpenMP and MKL equivalents), works whatever was imported first, and can be
 asked afterwards what the library really uses, which the tests do from
 inside a real ``ser-edge`` process. It is a small pure-Python package.
 
-Call :func:`limit` after the model is loaded, so that every native library
-the device side uses (numpy's BLAS, soxr, LiteRT) is already there to be
-limited.
+Who calls :func:`limit`: ``EmotionClassifier`` once its model has loaded
+(so whatever classifies, the exporter's threshold and the gain benchmark
+included, computes MFCCs as the device does), and ``Judge`` again once the
+Silero speech gate is there (it brings OpenMP, libgomp, after the model).
+A pool loaded later than both would escape; tests/test_threads.py asks a
+real process what every pool uses at each classification.
 """
 
 from __future__ import annotations

@@ -96,14 +96,10 @@ def validation_predictions(model: Path, data_dir: Path, wanted: set[str]) -> tup
     from ser_edge.edge import audio
     from ser_edge.edge.classifier import EmotionClassifier
     from ser_edge.edge.datasets import read_dataset, select_listed
-    from ser_edge.edge.threads import limit
 
     if not wanted:  # before loading anything
         raise SerEdgeError(f"{model}: the training sidecar lists no validation_files to measure on")
-    classifier = EmotionClassifier(model)
-    # BLAS with the classifier's thread count, as `ser-edge` runs it (edge/threads.py): the MFCC's matrix
-    # products round differently with more threads, enough to move a top-1 probability by 1e-4.
-    limit(classifier.threads)
+    classifier = EmotionClassifier(model)  # BLAS held to its thread count, as `ser-edge` runs it
     utterances = select_listed(read_dataset(classifier.dataset, data_dir), wanted, data_dir, "validation")
     confidences, correct = [], []
     for utterance in utterances:

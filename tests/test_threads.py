@@ -5,7 +5,8 @@ environment's OPENBLAS_NUM_THREADS has already been read), wraps
 ``EmotionClassifier.classify`` to ask threadpoolctl what every loaded BLAS /
 OpenMP pool uses at the moment an utterance is classified, then runs the
 real ``ser_edge.edge.cli.main`` (classify, listen on a file, listen with the systemd
-unit's config and environment).
+unit's config and environment), another command's ``main`` (``--module``: the gain
+benchmark) or the classifier alone (``--classifier``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,20 @@ SPY = textwrap.dedent("""
     if sys.argv[1:] == ["--control"]:  # no ser-edge code: what numpy alone uses here
         print("POOLS " + json.dumps([[p["num_threads"] for p in threadpoolctl.threadpool_info()]]), file=sys.stderr)
         sys.exit(0)
-    from ser_edge.edge.cli import main
-    code = main(sys.argv[1:])
+    if sys.argv[1] == "--classifier":  # the class alone: MODEL THREADS HOLD_BLAS
+        import numpy as np
+        from ser_edge.edge.classifier import EmotionClassifier
+        from ser_edge.edge.registry import resolve_model
+        model, count, hold = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "hold"
+        EmotionClassifier(resolve_model(model), threads=count, hold_blas=hold).classify(
+            np.sin(np.arange(100_000, dtype=np.float32) * 0.05) * 0.3)
+        code = 0
+    elif sys.argv[1] == "--module":  # another command's main(): MODULE ARGS...
+        import importlib
+        code = importlib.import_module(sys.argv[2]).main(sys.argv[3:])
+    else:
+        from ser_edge.edge.cli import main
+        code = main(sys.argv[1:])
     print("POOLS " + json.dumps(seen), file=sys.stderr)
     sys.exit(code)
 """)
@@ -119,6 +132,35 @@ def test_listen_takes_threads_from_the_config_file(wav, tmp_path):
     (tmp_path / "two.toml").write_text("threads = 3\n")
     seen = pools_seen(["listen", "--config", str(tmp_path / "two.toml"), "--input", str(wav)], {})
     assert all(counts == [3] * len(counts) for counts in seen), seen
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_classifier_holds_blas_to_its_thread_count(count):
+    """Whatever builds an EmotionClassifier computes MFCCs as the device does, not only the ser-edge commands."""
+    seen = pools_seen(["--classifier", "emodb", str(count), "hold"], {"OPENBLAS_NUM_THREADS": "64"})
+    assert seen == [[count] * len(seen[0])]
+
+
+def test_hold_blas_false_leaves_the_pools_alone():
+    """What ``ser-bench --blas-threads`` needs: the environment's count stays."""
+    seen = pools_seen(["--classifier", "emodb", "1", "leave"], {"OPENBLAS_NUM_THREADS": "2"})
+    assert seen == [[2] * len(seen[0])]
+
+
+@pytest.mark.datasets
+def test_the_gain_benchmark_classifies_with_one_blas_thread(tmp_path):
+    """Its figures (labels kept at -20 dB) are the device's: one BLAS thread, whatever the environment."""
+    from ser_edge.benchmarks import gain_bench
+    from ser_edge.edge.classifier import EmotionClassifier
+    from ser_edge.edge.registry import resolve_model
+    from tests.conftest import shared_dataset_dir
+
+    utterances, _ = gain_bench.validation_utterances(EmotionClassifier(resolve_model("emodb")),
+                                                     shared_dataset_dir("emodb"))
+    files = [str(u.path) for u in utterances[:2]]
+    seen = pools_seen(["--module", "ser_edge.benchmarks.gain_bench", "--model", "emodb", "--gains", "-20",
+                       "--files", *files, "--out", str(tmp_path / "gain.md")], {"OPENBLAS_NUM_THREADS": "64"})
+    assert len(seen) == 4 and all(counts == [1] * len(counts) for counts in seen), seen
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
