@@ -12,14 +12,14 @@ and classify with ``EmotionClassifier`` on the exported default variant
 (LiteRT, one thread). The speech gate is not in this path: it measures the
 classifier, not whether the gate would pass the utterance.
 
-- Noise: ``white``, ``pink`` (power falling 3 dB per octave, like much room
-  and fan noise) or ``brown`` (6 dB per octave: rumble, traffic), Gaussian,
-  drawn once per file from ``--seed`` and the file's position, and only
-  scaled from one SNR to the next, so the rows differ by level alone.
+- Noise (``ser_edge.models.noise``): ``white``, ``pink`` (3 dB per octave
+  down, like much room and fan noise) or ``brown`` (6 dB per octave:
+  rumble, traffic), Gaussian, drawn once per file from ``--seed`` and the
+  file's position, and only scaled from one SNR to the next, so the rows
+  differ by level alone. Training's noisy copies never use pink.
 - SNR: against the speech's level, not the whole file's (the corpora's files
   are up to half silence): the RMS over the 20 ms frames within 40 dB of
-  the file's loudest frame, a simple stand-in for ITU-T P.56's active
-  speech level. The noise covers the whole file, pauses included.
+  the file's loudest frame. The noise covers the whole file, pauses included.
 
 Per SNR: accuracy, agreement with the clean file's label, how often the
 device would say "uncertain", and the share of each predicted class: does a
@@ -49,53 +49,10 @@ from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
 from ser_edge.edge.litert import runtime_name
 from ser_edge.edge.registry import DEFAULT_VARIANT, VARIANTS, resolve_model
+from ser_edge.models.noise import COLOURS, add_noise, coloured_noise, speech_rms
 
 DEFAULT_SNRS = (30.0, 20.0, 10.0, 5.0, 0.0)
 CLEAN = math.inf  # the reference row: the file as decoded, no noise
-NOISES = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # the exponent of 1/f in the noise's power spectrum
-FRAME_S = 0.020
-ACTIVE_RANGE_DB = 40.0  # frames this far below the loudest one still count as speech
-
-
-def coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise with power spectrum 1/f**NOISES[colour], unit RMS, float64."""
-    if colour not in NOISES:
-        raise SerEdgeError(f"noise must be one of {', '.join(NOISES)}, got {colour!r}")
-    if length < 2:
-        raise SerEdgeError("noise needs at least two samples")
-    white = rng.standard_normal(length)
-    if NOISES[colour]:
-        spectrum = np.fft.rfft(white)
-        frequency = np.fft.rfftfreq(length)
-        frequency[0] = frequency[1]  # no infinite DC: the lowest band's level
-        noise = np.fft.irfft(spectrum / frequency ** (NOISES[colour] / 2), length)
-    else:
-        noise = white
-    return noise / np.sqrt(np.mean(np.square(noise)))
-
-
-def speech_rms(signal: np.ndarray, sample_rate: int) -> float:
-    """RMS over the 20 ms frames within ACTIVE_RANGE_DB of the loudest frame (0 for a silent signal)."""
-    samples = np.asarray(signal, dtype=np.float64)
-    frame = min(max(1, round(FRAME_S * sample_rate)), max(1, len(samples)))
-    count = len(samples) // frame  # a last partial frame is left out
-    if count == 0:
-        return 0.0
-    power = np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1)
-    if power.max() <= 0:
-        return 0.0
-    active = power >= power.max() * 10.0 ** (-ACTIVE_RANGE_DB / 10.0)
-    return float(np.sqrt(power[active].mean()))
-
-
-def add_noise(signal: np.ndarray, noise: np.ndarray, snr_db: float, level: float) -> tuple[np.ndarray, int]:
-    """``signal`` plus unit-RMS ``noise`` at ``snr_db`` below ``level`` (the speech RMS), float32, clipped to
-    [-1, 1] as an ADC would, and how many samples were clipped. The clean row (inf) is the signal itself."""
-    if snr_db == CLEAN:
-        return signal, 0
-    mixed = (signal + noise * (level / 10.0 ** (snr_db / 20.0))).astype(np.float32)
-    clipped = int(np.count_nonzero(np.abs(mixed) > 1.0))
-    return (np.clip(mixed, -1.0, 1.0, out=mixed) if clipped else mixed), clipped
 
 
 @dataclass(frozen=True)
@@ -127,7 +84,7 @@ def measure(classifier: EmotionClassifier, items: list[Item], snrs, colour: str,
     for snr in snrs:
         rows, counts = [], []
         for item, noise, level in zip(items, noises, levels):
-            signal, count = add_noise(item.signal, noise, snr, level)
+            signal, count = (item.signal, 0) if snr == CLEAN else add_noise(item.signal, noise, snr, level)
             prediction = classifier.classify(signal)
             rows.append([prediction.probabilities[name] for name in classifier.labels])
             counts.append(count)
@@ -229,8 +186,8 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
     """The whole benchmark: (Markdown page, rows)."""
     import datetime
 
-    if colour not in NOISES:  # before loading anything
-        raise SerEdgeError(f"noise must be one of {', '.join(NOISES)}, got {colour!r}")
+    if colour not in COLOURS:  # before loading anything
+        raise SerEdgeError(f"noise must be one of {', '.join(COLOURS)}, got {colour!r}")
     classifier = EmotionClassifier(resolve_model(model, variant), threads=1)
     if files:
         utterances, files_text = named_utterances(classifier, files)
@@ -276,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"which exported variant (default {DEFAULT_VARIANT}, what the device runs)")
     parser.add_argument("--snrs", type=snr_value, nargs="+", default=list(DEFAULT_SNRS),
                         help="signal-to-noise ratios in dB against the speech level (the clean row is added)")
-    parser.add_argument("--noise", default="pink", choices=sorted(NOISES), help="noise colour (default pink)")
+    parser.add_argument("--noise", default="pink", choices=sorted(COLOURS), help="noise colour (default pink)")
     parser.add_argument("--seed", type=int, default=0, help="the noise draws' seed (default 0)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data-dir", type=Path,

@@ -8,6 +8,10 @@ so that it plays ``speed`` times faster, which moves pitch, formants and
 tempo together, roughly what another speaker's shorter or longer vocal
 tract and speaking rate do. Those matrices are cached the same way, per
 speed.
+
+Additive noise for training (``ser_edge.models.noise``): noisy copies of
+each file at the original speed, white or brown noise at an SNR drawn per
+file; cached the same way, per copy.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ser_edge.edge import atomic, features
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.datasets import Utterance
 from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models.noise import NoiseCopy
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class FeatureSet:
     # Speed-perturbed copies of ``features`` for training, one (n, frames, n_mfcc) array per speed.
     speeds: tuple[float, ...] = ()
     speed_features: tuple[np.ndarray, ...] = ()
+    # Noisy copies for training (NoiseCopy 0, 1, ...), all with SNRs drawn from ``noise_snr`` (LOW, HIGH dB).
+    noise_snr: tuple[float, ...] = ()
+    noise_features: tuple[np.ndarray, ...] = ()
 
     def with_speeds(self, speeds: tuple[float, ...], speed_features: tuple[np.ndarray, ...]) -> "FeatureSet":
         if len(speeds) != len(speed_features) or any(f.shape != self.features.shape for f in speed_features):
@@ -49,6 +57,20 @@ class FeatureSet:
     def without_speeds(self) -> "FeatureSet":
         return dataclasses.replace(self, speeds=(), speed_features=())
 
+    def with_noise(self, snr: tuple[float, ...], noise_features: tuple[np.ndarray, ...]) -> "FeatureSet":
+        if (noise_features and len(snr) != 2) or any(f.shape != self.features.shape for f in noise_features):
+            raise SerEdgeError("noisy features do not match the dataset's features")
+        return dataclasses.replace(self, noise_snr=tuple(snr) if noise_features else (),
+                                   noise_features=tuple(noise_features))
+
+    def without_noise(self) -> "FeatureSet":
+        return dataclasses.replace(self, noise_snr=(), noise_features=())
+
+    @property
+    def copies(self) -> tuple[np.ndarray, ...]:
+        """Every perturbed copy training draws from besides the original: speeds, then noise."""
+        return (*self.speed_features, *self.noise_features)
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -56,9 +78,10 @@ def default_cache_dir() -> Path:
 
 
 def load_features(utterances: list[Utterance], label_names: tuple[str, ...], config: FeatureConfig,
-                  cache_dir: Path | None = None, speeds: tuple[float, ...] = ()) -> FeatureSet:
+                  cache_dir: Path | None = None, speeds: tuple[float, ...] = (), noise_copies: int = 0,
+                  noise_snr: tuple[float, float] = (5.0, 35.0)) -> FeatureSet:
     """Features for ``utterances`` (cached on disk), labels as ids into ``label_names``; with
-    ``speeds``, also the speed-perturbed features for training."""
+    ``speeds``, also the speed-perturbed features for training, with ``noise_copies`` the noisy ones."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     matrix = cached_features(utterances, config, cache_dir)
     index = {name: i for i, name in enumerate(label_names)}
@@ -70,20 +93,25 @@ def load_features(utterances: list[Utterance], label_names: tuple[str, ...], con
         label_names=tuple(label_names),
         speeds=tuple(speeds),
         speed_features=tuple(cached_features(utterances, config, cache_dir, speed) for speed in speeds),
+        noise_snr=tuple(noise_snr) if noise_copies else (),
+        noise_features=tuple(cached_features(utterances, config, cache_dir, noise=NoiseCopy(k, *noise_snr))
+                             for k in range(noise_copies)),
     )
 
 
 def cached_features(utterances: list[Utterance], config: FeatureConfig, cache_dir: Path,
-                    speed: float = 1.0) -> np.ndarray:
+                    speed: float = 1.0, noise: NoiseCopy | None = None) -> np.ndarray:
     listing = "\n".join(f"{u.path}\t{u.label}\t{u.speaker}" for u in utterances)
     key = f"{config.cache_key()}-{hashlib.sha256(listing.encode()).hexdigest()[:16]}"
     if speed != 1.0:
         key += f"-speed{speed:g}"
+    if noise is not None:
+        key += f"-{noise.key}"
     cache_file = cache_dir / f"mfcc-{key}.npy"
     if cache_file.exists():
         log.info("features from cache %s", cache_file)
         return np.load(cache_file)
-    matrix = compute(utterances, config, speed)
+    matrix = compute(utterances, config, speed, noise)
     with atomic.replacing(cache_file) as partial:
         np.save(partial, matrix)
     return matrix
@@ -96,8 +124,9 @@ def check_speeds(speeds: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(speeds)
 
 
-def compute(utterances: list[Utterance], config: FeatureConfig, speed: float = 1.0) -> np.ndarray:
-    """(n, frames, n_mfcc) float32 for every utterance, with progress on stderr."""
+def compute(utterances: list[Utterance], config: FeatureConfig, speed: float = 1.0,
+            noise: NoiseCopy | None = None) -> np.ndarray:
+    """(n, frames, n_mfcc) float32 for every utterance (``noise`` added to the decoded signal), with progress."""
     from ser_edge.edge import audio  # soundfile and soxr: not needed to read a cache or a bundle
 
     out = np.empty((len(utterances), config.num_frames, config.n_mfcc), dtype=np.float32)
@@ -105,6 +134,8 @@ def compute(utterances: list[Utterance], config: FeatureConfig, speed: float = 1
     for i, utterance in enumerate(utterances):
         # Decoded at rate / speed and read as if at rate: ``speed`` times faster, in one resampling.
         signal = audio.load(utterance.path, round(config.sample_rate / speed))
+        if noise is not None:
+            signal = noise.apply(signal, config.sample_rate, i)
         out[i] = features.utterance_features(signal, config)
         if (i + 1) % 100 == 0 or i + 1 == len(utterances):
             log.info("features %d/%d (%.0f s)", i + 1, len(utterances), time.monotonic() - started)
@@ -122,6 +153,8 @@ def save_bundle(data: FeatureSet, path: Path, float16: bool = False) -> None:
     dtype = np.float16 if float16 else np.float32
     speeds = ({"speeds": np.array(data.speeds), "speed_features": np.stack(data.speed_features).astype(dtype)}
               if data.speeds else {})
+    if data.noise_features:
+        speeds.update(noise_snr=np.array(data.noise_snr), noise_features=np.stack(data.noise_features).astype(dtype))
     save = np.savez_compressed if float16 else np.savez
     with atomic.replacing(path) as partial:
         save(partial, features=data.features.astype(dtype), labels=data.labels, speakers=data.speakers,
@@ -136,4 +169,7 @@ def load_bundle(path: Path) -> FeatureSet:
         if "speeds" in bundle:
             data = data.with_speeds(tuple(bundle["speeds"].tolist()),
                                     tuple(bundle["speed_features"].astype(np.float32, copy=False)))
+        if "noise_snr" in bundle:
+            data = data.with_noise(tuple(bundle["noise_snr"].tolist()),
+                                   tuple(bundle["noise_features"].astype(np.float32, copy=False)))
     return data

@@ -12,9 +12,9 @@ reversed copy is made, SpecAugment-style (Park et al., 2019) plus a shift:
   of up to ``MAX_COEFFICIENT_MASK`` coefficients, set to 0 (the mean of a
   standardised input).
 
-Speed perturbation (``speed_features``, see ``feature_cache``): each item
-of a batch is the original utterance or one of its speed-perturbed copies,
-drawn uniformly, before the masks.
+Speed perturbation and additive noise (``copies``, see ``feature_cache``):
+each item of a batch is the original utterance or one of its perturbed
+copies (speed-perturbed, then noisy), drawn uniformly, before the masks.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: FeatureConfig, *,
-              batch_size: int, seed: int, augmented: bool, speed_features: tuple[np.ndarray, ...] = ()):
+              batch_size: int, seed: int, augmented: bool, copies: tuple[np.ndarray, ...] = ()):
     """A Keras PyDataset over (features, labels); Keras is imported only here."""
     import keras
 
@@ -64,9 +64,9 @@ def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: Fe
     class Feed(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            # versions[0] is the original; versions[k] the k-th speed-perturbed copy.
+            # versions[0] is the original; versions[k] the k-th perturbed copy (speeds, then noise).
             self.versions = np.stack([standardize(f, config).astype(np.float32)
-                                      for f in (features, *speed_features)])
+                                      for f in (features, *copies)])
             self.targets = one_hot(labels, classes)
             self.epoch = 0
             self._order_epoch = None
@@ -85,7 +85,7 @@ def make_feed(features: np.ndarray, labels: np.ndarray, classes: int, config: Fe
 
         def __getitem__(self, index):
             picked = self._order()[index * batch_size:(index + 1) * batch_size]
-            # Its own random stream, drawn only with speeds: runs without them see the batches they saw before.
+            # Its own random stream, drawn only with copies: runs without them see the batches they saw before.
             version = (np.random.default_rng((seed, self.epoch, index, 1)).integers(0, len(self.versions), len(picked))
                        if len(self.versions) > 1 else 0)
             batch = self.versions[version, picked]

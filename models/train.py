@@ -61,6 +61,8 @@ class TrainSettings:
     utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
     level_normalise: bool = False  # c0 to the training part's loudest-frame level (FeatureConfig.level_reference)
     speed_perturb: tuple[float, ...] = ()  # speeds of the perturbed copies drawn in training (feature_cache)
+    noise_copies: int = 0  # noisy copies drawn in training (models/noise.py)
+    noise_snr: tuple[float, ...] = ()  # (LOW, HIGH) dB their SNRs are drawn from; () without noise
     head_scale: float = 20.0  # a constant on the head's input: the capsule outputs have norm <= 1
     label_smoothing: float = 0.1
     loss: str = "crossentropy"  # or "margin": the authors' margin loss + 0.392 x MSE
@@ -92,6 +94,7 @@ class TrainSettings:
         data = dataclasses.asdict(self)
         data["ablate"] = list(self.ablate)
         data["speed_perturb"] = list(self.speed_perturb)
+        data["noise_snr"] = list(self.noise_snr)
         for name, off in WRITTEN_WHEN_ON.items():  # added later: written only when on, so earlier run files match
             if data[name] == off:
                 del data[name]
@@ -254,9 +257,11 @@ def fit(data: FeatureSet, train: np.ndarray, validation: np.ndarray, settings: T
     compile_model(model, settings)
     if tuple(settings.speed_perturb) != data.speeds:
         raise SerEdgeError(f"the run wants speeds {list(settings.speed_perturb)}, the features have {list(data.speeds)}")
+    if settings.noise_copies != len(data.noise_features) or tuple(settings.noise_snr) != tuple(data.noise_snr):
+        raise SerEdgeError(f"the run wants {settings.noise_copies} noisy copies (SNR {list(settings.noise_snr)} dB), "
+                           f"the features have {len(data.noise_features)} ({list(data.noise_snr)} dB)")
     feed = make_feed(data.features[train], data.labels[train], classes, config, batch_size=settings.batch_size,
-                     seed=seed, augmented=settings.augment,
-                     speed_features=tuple(f[train] for f in data.speed_features))
+                     seed=seed, augmented=settings.augment, copies=tuple(f[train] for f in data.copies))
     keeper = BestValidationKeeper(settings, tag, feed, checkpoints, checkpoint_every)
     if diagnostic_test is not None:
         keeper.diagnostic = (model_inputs(data.features[diagnostic_test], config), data.labels[diagnostic_test])

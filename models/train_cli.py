@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated speeds, e.g. 0.9,1.1: each training item is drawn from the original "
                              "and copies resampled to play that much faster (pitch, formants and tempo move "
                              "together); validation and test stay unperturbed")
+    parser.add_argument("--noise-perturb", type=int, default=0, metavar="COPIES",
+                        help="this many noisy copies of every training file (white or brown noise at an SNR "
+                             "drawn from --noise-snr against its speech level; models/noise.py), drawn like the "
+                             "speed copies; validation and test stay clean")
+    parser.add_argument("--noise-snr", type=snr_range, default=(5.0, 35.0), metavar="LOW,HIGH",
+                        help="with --noise-perturb: the SNRs in dB the copies are drawn from (default 5,35)")
     parser.add_argument("--head-scale", type=float)
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--loss", choices=LOSSES)
@@ -83,6 +89,14 @@ def speeds_list(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of speeds: {text!r}") from None
+
+
+def snr_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not LOW,HIGH in dB: {text!r}") from None
+    return low, high
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +133,12 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle_float16 and not args.write_bundle:  # before any bundle or feature is read
         raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     from ser_edge.models.feature_cache import check_speeds
+    from ser_edge.models.noise import check_snr_range
 
     speeds = check_speeds(args.speed_perturb)
+    if args.noise_perturb < 0 or args.noise_perturb > 8:
+        raise SerEdgeError(f"--noise-perturb must be 0 to 8 copies, got {args.noise_perturb}")
+    noise_snr = check_snr_range(args.noise_snr) if args.noise_perturb else ()
     label_names = LABELS[args.dataset]
     if args.bundle:
         from ser_edge.models.feature_cache import load_bundle
@@ -135,6 +153,12 @@ def run(args: argparse.Namespace) -> int:
                                f"{list(speeds)}; write the bundle with the same --speed-perturb")
         if not speeds:  # a speed bundle also holds the plain features: one file serves both kinds of run
             bundle = bundle.without_speeds()
+        if args.noise_perturb and (len(bundle.noise_features) != args.noise_perturb or bundle.noise_snr != noise_snr):
+            raise SerEdgeError(f"{args.bundle}: holds {len(bundle.noise_features)} noisy copies "
+                               f"(SNR {list(bundle.noise_snr)} dB), --noise-perturb asks for {args.noise_perturb} "
+                               f"({list(noise_snr)} dB); write the bundle with the same --noise-perturb and --noise-snr")
+        if not args.noise_perturb:
+            bundle = bundle.without_noise()
         labels = [label_names[i] for i in bundle.labels]
         speakers = set(bundle.speakers.tolist())
         where = args.bundle
@@ -149,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         from ser_edge.models.feature_cache import load_features, save_bundle
 
         data = load_features(utterances, label_names, FeatureConfig(reverse_axis=args.reverse_axis), args.cache_dir,
-                             speeds)
+                             speeds, args.noise_perturb, args.noise_snr)
         save_bundle(data, args.write_bundle, args.bundle_float16)
         print(f"{args.dataset}: {len(data.labels)} feature matrices written to {args.write_bundle}")
         return 0
@@ -167,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
     from ser_edge.models.feature_cache import load_features
 
     config = FeatureConfig(reverse_axis=args.reverse_axis)
-    data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir, speeds)
+    data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir, speeds,
+                                                    args.noise_perturb, args.noise_snr)
     from ser_edge.models.train import TrainSettings, run_cross_validation, train_final
 
     settings = TrainSettings.from_recipe(
@@ -177,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
         bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,
-        speed_perturb=speeds, head_scale=args.head_scale,
+        speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:

@@ -67,7 +67,7 @@ def test_each_item_is_drawn_from_every_version_reproducibly():
 
     data = constant_set(60)
     feed = lambda: make_feed(data.features, data.labels, 3, CONFIG, batch_size=60, seed=7, augmented=False,
-                             speed_features=data.speed_features)
+                             copies=data.speed_features)
     first, again = feed(), feed()
     drawn = first[0][0]["forward"][:, :, :, 0].mean(axis=(1, 2))
     assert set(np.round(drawn).astype(int)) == {0, 1, 2}
@@ -88,7 +88,7 @@ def test_a_run_without_speeds_sees_the_batches_it_saw_before():
     plain = make_feed(features, labels, 3, CONFIG, batch_size=5, seed=3, augmented=True)
     # Copies identical to the original: whatever version is drawn, the batches must equal the plain run's.
     same = make_feed(features, labels, 3, CONFIG, batch_size=5, seed=3, augmented=True,
-                     speed_features=(features.copy(),))
+                     copies=(features.copy(),))
     for index in range(len(plain)):
         np.testing.assert_array_equal(plain[index][0]["forward"], same[index][0]["forward"])
 
