@@ -48,16 +48,24 @@ class Job:
 
 
 # Whole cross-validations of a recipe change, beside the recipe's own: name suffix -> ser-train flags.
+NOISE = ["--noise-perturb", "2", "--noise-snr", "5,35"]
 CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normalise"],
-               "-speed": ["--level-normalise", "--speed-perturb", "0.9,1.1"]}
+               "-speed": ["--level-normalise", "--speed-perturb", "0.9,1.1"],
+               # Each shipped recipe with training noise (models/noise.py): EMO-DB's, RAVDESS's.
+               "-level-noise": ["--level-normalise", *NOISE],
+               "-speed-noise": ["--level-normalise", "--speed-perturb", "0.9,1.1", *NOISE]}
 
 
 def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False) -> Path:
     """Speed-perturbed runs need a bundle written with the same --speed-perturb (three times the size).
     That bundle also holds the plain features, so with ``speed_bundles_only`` every run reads it and one
-    file per dataset travels (.gpu/ravdess-speed.npz written with --bundle-float16 is 38 MB)."""
+    file per dataset travels (.gpu/ravdess-speed.npz written with --bundle-float16 is 38 MB).
+    Runs with training noise read a bundle written with the same --noise-perturb and --noise-snr
+    (DATASET-noise.npz, or DATASET-speed-noise.npz with speeds too: five versions of RAVDESS, about 63 MB at
+    half precision, more than a lent machine receives beside the repository)."""
     speed = speed_bundles_only or "--speed-perturb" in extra
-    return BUNDLES / (f"{dataset}-speed.npz" if speed else f"{dataset}.npz")
+    noise = "--noise-perturb" in extra
+    return BUNDLES / f"{dataset}{'-speed' if speed else ''}{'-noise' if noise else ''}.npz"
 
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],

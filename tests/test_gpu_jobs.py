@@ -40,6 +40,14 @@ def test_only_selects_jobs_by_name_and_a_variant_writes_its_own_folder(tmp_path,
     speed = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["emodb-speaker-speed-fold0"])[0]
     assert speed.args[speed.args.index("--bundle") + 1] == ".gpu/emodb-speed.npz"
     assert plain.args[plain.args.index("--bundle") + 1] == ".gpu/ravdess.npz"
+    # Runs with training noise read a bundle written with it (and with the speeds where the run has them).
+    noisy = sorted(gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["emodb-speaker-level-noise-fold0",
+                                                                           "ravdess-random-speed-noise-fold2"]),
+                   key=lambda job: job.name)
+    assert [job.args[job.args.index("--bundle") + 1] for job in noisy] == [".gpu/emodb-noise.npz",
+                                                                          ".gpu/ravdess-speed-noise.npz"]
+    assert all(job.args[job.args.index("--noise-perturb") + 1] == "2" for job in noisy)
+    assert "--speed-perturb" not in noisy[0].args and "--speed-perturb" in noisy[1].args
     # Unless one bundle per dataset travels: then every run reads the speed bundle.
     shared = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path, speed_bundles_only=True),
                              ["ravdess-speaker-level-fold1", "probe-level-seed7"])
