@@ -16,7 +16,10 @@ classifier, not whether the gate would pass the utterance.
   down, like much room and fan noise) or ``brown`` (6 dB per octave:
   rumble, traffic), Gaussian, drawn once per file from ``--seed`` and the
   file's position, and only scaled from one SNR to the next, so the rows
-  differ by level alone. Training's noisy copies never use pink.
+  differ by level alone. Training's noisy copies never use pink. Or
+  ``babble``: six espeak-ng voices in four languages talking at once
+  (``benchmarks/signals.py``), a seeded stretch of one 60 s track per file,
+  a noise no training copy resembles (a television, a room of people).
 - SNR: against the speech's level, not the whole file's (the corpora's files
   are up to half silence): the RMS over the 20 ms frames within 40 dB of
   the file's loudest frame. The noise covers the whole file, pauses included.
@@ -70,6 +73,28 @@ def snrs_with_clean(snrs) -> tuple[float, ...]:
     return (CLEAN, *unique)
 
 
+NOISES = (*COLOURS, "babble")
+BABBLE_S = 60.0  # longer than any file of the corpora (RAVDESS's longest is about 5.3 s)
+
+
+def noise_maker(noise: str, sample_rate: int):
+    """(length, rng) -> unit-RMS float64 noise of that kind."""
+    if noise != "babble":
+        return lambda length, rng: coloured_noise(length, noise, rng)
+    from ser_edge.benchmarks.signals import babble
+
+    track = babble(sample_rate, BABBLE_S).astype(np.float64)
+
+    def stretch(length: int, rng: np.random.Generator) -> np.ndarray:
+        if length > track.size:
+            raise SerEdgeError(f"a file longer than {BABBLE_S:g} s cannot get babble noise")
+        start = int(rng.integers(0, track.size - length + 1))
+        piece = track[start:start + length]
+        return piece / max(float(np.sqrt(np.mean(np.square(piece)))), 1e-12)
+
+    return stretch
+
+
 def measure(classifier: EmotionClassifier, items: list[Item], snrs, colour: str, seed: int,
             progress=None) -> NoiseRun:
     """Classify every item clean and at every SNR, with one noise draw per item scaled to each SNR."""
@@ -77,8 +102,8 @@ def measure(classifier: EmotionClassifier, items: list[Item], snrs, colour: str,
         raise SerEdgeError("no files to measure")
     snrs = snrs_with_clean(snrs)
     rate = classifier.sample_rate
-    noises = [coloured_noise(len(item.signal), colour, np.random.default_rng([seed, index]))
-              for index, item in enumerate(items)]
+    make = noise_maker(colour, rate)
+    noises = [make(len(item.signal), np.random.default_rng([seed, index])) for index, item in enumerate(items)]
     levels = [speech_rms(item.signal, rate) for item in items]
     probabilities, clipped = {}, {}
     for snr in snrs:
@@ -146,7 +171,8 @@ def markdown(run: NoiseRun, rows: list[dict], context: dict) -> str:
         f"- model: `{context['model_file']}` (sha256 `{context['model_sha256'][:16]}…`), the exported "
         f"{context['variant']} variant, LiteRT at 1 thread, through `EmotionClassifier.classify` (no speech gate)",
         f"- files: {context['files_text']}",
-        f"- noise: {context['noise']} Gaussian, one draw per file (seed {context['seed']}), scaled to each SNR "
+        f"- noise: {context['noise']} {'(espeak-ng voices)' if context['noise'] == 'babble' else 'Gaussian'}, "
+        f"one draw per file (seed {context['seed']}), scaled to each SNR "
         "against the speech level (RMS of the 20 ms frames within 40 dB of the loudest), over the whole file",
         f"- uncertain: top-1 probability below the model's threshold "
         f"({'none recorded' if threshold is None else format(threshold, '.4f')}), where `ser-edge` reports "
@@ -186,8 +212,8 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
     """The whole benchmark: (Markdown page, rows)."""
     import datetime
 
-    if colour not in COLOURS:  # before loading anything
-        raise SerEdgeError(f"noise must be one of {', '.join(COLOURS)}, got {colour!r}")
+    if colour not in NOISES:  # before loading anything
+        raise SerEdgeError(f"noise must be one of {', '.join(NOISES)}, got {colour!r}")
     classifier = EmotionClassifier(resolve_model(model, variant), threads=1)
     if files:
         utterances, files_text = named_utterances(classifier, files)
@@ -233,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"which exported variant (default {DEFAULT_VARIANT}, what the device runs)")
     parser.add_argument("--snrs", type=snr_value, nargs="+", default=list(DEFAULT_SNRS),
                         help="signal-to-noise ratios in dB against the speech level (the clean row is added)")
-    parser.add_argument("--noise", default="pink", choices=sorted(COLOURS), help="noise colour (default pink)")
+    parser.add_argument("--noise", default="pink", choices=NOISES,
+                        help="white, pink or brown Gaussian noise, or espeak-ng babble (default pink)")
     parser.add_argument("--seed", type=int, default=0, help="the noise draws' seed (default 0)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data-dir", type=Path,

@@ -80,6 +80,18 @@ def test_the_command_writes_its_page(classifier, items, tmp_path, capsys):
     assert "with brown noise" in page and "2 files given with --files" in page and "| 10 dB SNR |" in page
 
 
+def test_babble_is_a_seeded_stretch_of_voices_at_unit_rms():
+    make = noise_bench.noise_maker("babble", 22050)
+    first, again = (make(22050, np.random.default_rng([0, 3])) for _ in range(2))
+    other = make(22050, np.random.default_rng([0, 4]))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert np.sqrt(np.mean(first ** 2)) == pytest.approx(1.0)
+    # Speech, not Gaussian noise: far more of its 20 ms frames are quiet than loud (pauses between syllables).
+    frames = np.sqrt(np.mean(first[: 22050 // 441 * 441].reshape(-1, 441) ** 2, axis=1))
+    assert frames.max() / np.median(frames) > 1.5
+
+
 def test_a_silent_file_is_refused_with_one_line(tmp_path, capsys):
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(22050, np.float32), 22050)
