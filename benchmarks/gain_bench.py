@@ -24,24 +24,21 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ser_edge.benchmarks.frontend_bench import SHARED_DATASETS
 from ser_edge.benchmarks.host import cpu_model, file_sha256
-from ser_edge.benchmarks.provenance import TITLES, model_provenance
-from ser_edge.benchmarks.stats import accuracy
-from ser_edge.edge import atomic, audio, command
+from ser_edge.benchmarks.label_drift import (EMODB_MIRROR_NOTE, NO_LABELS_NOTE, Item, classify_under, decode,
+                                             add_file_arguments,
+                                             label_figures, measured_utterances, run_page, share_tables,
+                                             shown_command)
 from ser_edge.edge.classifier import EmotionClassifier
 from ser_edge.edge.config import LEVELS
-from ser_edge.edge.datasets import Utterance, read_dataset, select_listed
-from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
 from ser_edge.edge.litert import runtime_name
-from ser_edge.edge.registry import DEFAULT_VARIANT, VARIANTS, resolve_model
+from ser_edge.edge.registry import DEFAULT_VARIANT, resolve_model
 
 DEFAULT_GAINS = (0.0, -6.0, -12.0, -20.0, -30.0)
 REFERENCE_DB = 0.0  # agreement and probability changes are measured against the file as decoded
@@ -63,15 +60,6 @@ def apply_gain(signal: np.ndarray, gain_db: float) -> tuple[np.ndarray, int]:
 
 
 @dataclass(frozen=True)
-class Item:
-    """One decoded file: its path, its true label (None where unknown) and the signal at the model's rate."""
-
-    path: Path
-    label: str | None
-    signal: np.ndarray
-
-
-@dataclass(frozen=True)
 class GainRun:
     labels: tuple[str, ...]  # the model's classes, in output order
     gains: tuple[float, ...]
@@ -83,11 +71,6 @@ class GainRun:
         return [self.labels[i] for i in self.probabilities[gain].argmax(axis=1)]
 
 
-def decode(utterances: list[Utterance], sample_rate: int) -> list[Item]:
-    """Each file with the runtime's own decoder (mono, resampled to the model's rate)."""
-    return [Item(u.path, u.label or None, audio.load(u.path, sample_rate)) for u in utterances]
-
-
 def gains_with_reference(gains) -> tuple[float, ...]:
     """The gains in the order given, without repeats, with 0 dB first where it was not asked for."""
     unique = tuple(dict.fromkeys(float(g) for g in gains))
@@ -96,21 +79,9 @@ def gains_with_reference(gains) -> tuple[float, ...]:
 
 def measure(classifier: EmotionClassifier, items: list[Item], gains, progress=None) -> GainRun:
     """Classify every item at every gain (0 dB always included) with ``classifier``."""
-    if not items:
-        raise SerEdgeError("no files to measure")
     gains = gains_with_reference(gains)
-    probabilities, clipped = {}, {}
-    for gain in gains:
-        rows, counts = [], []
-        for item in items:
-            signal, count = apply_gain(item.signal, gain)
-            prediction = classifier.classify(signal)
-            rows.append([prediction.probabilities[name] for name in classifier.labels])
-            counts.append(count)
-        probabilities[gain] = np.array(rows, dtype=np.float64)
-        clipped[gain] = np.array(counts, dtype=np.int64)
-        if progress:
-            progress(f"{_db(gain)}: {len(items)} files")
+    probabilities, clipped = classify_under(classifier, items, gains, lambda _, item, gain: apply_gain(item.signal, gain),
+                                            _db, progress)
     return GainRun(tuple(classifier.labels), gains, tuple(items), probabilities, clipped)
 
 
@@ -118,34 +89,23 @@ def summarize(run: GainRun, uncertain_below: float | None = None) -> list[dict]:
     """One row per gain: accuracy, agreement with 0 dB, probability change, class shares, clipping."""
     reference = run.probabilities[REFERENCE_DB]
     reference_labels = reference.argmax(axis=1)
-    labelled = [i for i, item in enumerate(run.items) if item.label in run.labels]
     total_samples = sum(item.signal.shape[0] for item in run.items)
     rows = []
     for gain in run.gains:
         probabilities = run.probabilities[gain]
-        predicted = run.predicted(gain)
         change = np.abs(probabilities - reference).max(axis=1)  # per file, the class that moved most
         top1 = probabilities.max(axis=1)
-        counts = Counter(predicted)
-        most, most_count = max(counts.items(), key=lambda kv: (kv[1], -run.labels.index(kv[0])))
-        scores = (accuracy([run.items[i].label for i in labelled], [predicted[i] for i in labelled], run.labels)
-                  if labelled else None)
         rows.append({
             "gain_db": gain,
             "factor": 10.0 ** (gain / 20.0),
             "files": len(run.items),
-            "labelled": len(labelled),
-            "war": None if scores is None else scores["war"],
-            "uar": None if scores is None else scores["uar"],
+            **label_figures(run.items, run.labels, run.predicted(gain)),
             "agreement": float(np.mean(probabilities.argmax(axis=1) == reference_labels)),
             "changed_files": int(np.count_nonzero(probabilities.argmax(axis=1) != reference_labels)),
             "mean_max_abs_change": float(change.mean()),
             "max_max_abs_change": float(change.max()),
             "mean_top1": float(top1.mean()),
             "uncertain": None if uncertain_below is None else float(np.mean(top1 < uncertain_below)),
-            "shares": {name: counts.get(name, 0) / len(predicted) for name in run.labels},
-            "most_predicted": most,
-            "most_predicted_share": most_count / len(predicted),
             "clipped_samples": int(run.clipped[gain].sum()) if gain > 0 else None,
             "clipped_share": float(run.clipped[gain].sum() / total_samples) if gain > 0 else None,
             "clipped_files": int(np.count_nonzero(run.clipped[gain])) if gain > 0 else None,
@@ -203,53 +163,11 @@ def markdown(run: GainRun, rows: list[dict], context: dict) -> str:
             f"{_percent(row['agreement'])} | {row['changed_files']} | {row['mean_max_abs_change']:.3f} | "
             f"{row['max_max_abs_change']:.3f} | {row['mean_top1']:.3f} | {_percent(row['uncertain'])} | {clipped} |")
     lines += ["", "mean max|Δp|: per file the largest change of any class's probability against 0 dB, averaged "
-              "over the files (worst: the largest over the files).", "",
-              "## Predicted classes per gain (share of the files)", "",
-              "| gain | " + " | ".join(run.labels) + " |", "|---:|" + "---:|" * len(run.labels)]
-    truth = Counter(item.label for item in run.items if item.label in run.labels)
-    if truth:
-        total = sum(truth.values())
-        lines.append("| true labels | " + " | ".join(f"{100 * truth.get(n, 0) / total:.1f} %" for n in run.labels) + " |")
-    for row in rows:
-        lines.append(f"| {_db(row['gain_db'])} | " + " | ".join(f"{100 * row['shares'][n]:.1f} %"
-                                                                for n in run.labels) + " |")
-    lines += ["", "## The label predicted most often", "",
-              "| gain | label | share of the files |", "|---:|---|---:|"]
-    lines += [f"| {_db(row['gain_db'])} | {row['most_predicted']} | {100 * row['most_predicted_share']:.1f} % |"
-              for row in rows]
+              "over the files (worst: the largest over the files).",
+              *share_tables(run.items, run.labels, rows, [_db(row["gain_db"]) for row in rows], "gain")]
     if context.get("notes"):
         lines += ["", "## Notes", "", *(f"- {note}" for note in context["notes"])]
     return "\n".join(lines) + "\n"
-
-
-def validation_utterances(classifier: EmotionClassifier, data_dir: Path) -> tuple[list[Utterance], str]:
-    """The model's held-out validation files in ``data_dir`` (its own records), and where the list came from."""
-    provenance = model_provenance(classifier.path, classifier.metadata)
-    if not provenance.validation:
-        raise SerEdgeError(f"{classifier.path.name}: no validation file list ({provenance.problem}); pass --files")
-    dataset = classifier.dataset
-    if not dataset:
-        raise SerEdgeError(f"{classifier.path.name}: its metadata names no dataset; pass --files")
-    found = select_listed(read_dataset(dataset, data_dir), provenance.validation, data_dir, "validation")
-    return found, (f"the model's {len(found)} validation files in {dataset}, listed in `{provenance.source}` "
-                   "(held out of the weights; they chose the epoch)")
-
-
-def named_utterances(classifier: EmotionClassifier, files: list[Path]) -> tuple[list[Utterance], str]:
-    """``--files``, labelled where the model's dataset reader recognises the name (else unlabelled)."""
-    labels: dict[Path, str] = {}
-    dataset = classifier.dataset
-    if dataset:
-        for folder in {Path(f).resolve().parent for f in files}:
-            try:
-                labels.update({u.path.resolve(): u.label for u in read_dataset(dataset, folder)})
-            except SerEdgeError:
-                continue  # not a folder of that dataset: these files have no labels
-    found = [Utterance(Path(f), labels.get(Path(f).resolve(), ""), "") for f in files]
-    provenance = model_provenance(classifier.path, classifier.metadata)
-    statuses = Counter(provenance.status(u.path) for u in found)
-    where = "; ".join(f"{count} {TITLES[status]}" for status, count in statuses.items())
-    return found, f"{len(found)} files given with --files ({where})"
 
 
 def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | None = None,
@@ -259,13 +177,7 @@ def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | Non
     import datetime
 
     classifier = EmotionClassifier(resolve_model(model, variant), threads=1, level=level_setting)
-    if files:
-        utterances, files_text = named_utterances(classifier, files)
-    else:
-        shown = str(data_dir) if data_dir else f"../shared/datasets/{classifier.dataset or model}"
-        data_dir = Path(data_dir) if data_dir else SHARED_DATASETS / (classifier.dataset or model)
-        utterances, files_text = validation_utterances(classifier, data_dir)
-        files_text += f", read from `{shown}`"
+    utterances, files_text = measured_utterances(classifier, model, data_dir, files)
     items = decode(utterances, classifier.sample_rate)
     measured = measure(classifier, items, gains, progress)
     threshold = model_threshold(classifier.metadata)
@@ -276,8 +188,7 @@ def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | Non
         notes.append(f"{level['over_full_scale_files']} file(s) exceed full scale by a hair once resampled; they are "
                      "classified as decoded at 0 dB and below, and clipped only at positive gains.")
     if classifier.dataset == "emodb" and not files:
-        notes.append("The EMO-DB copy in ../shared/datasets is a mirror resampled to 22,050 Hz and cut or padded to "
-                     "2.0 s per file (its README): its levels and figures are not those of the original recordings.")
+        notes.append(EMODB_MIRROR_NOTE)
     features = classifier.features
     if features.level_reference is not None:
         notes.append(f"The model normalises the level (`FeatureConfig.level_reference` {features.level_reference:.1f}): "
@@ -289,7 +200,7 @@ def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | Non
                      "moves the log-mel energies by the same number of dB in every band (where no floor applies), so "
                      "c0 by that times sqrt(n_mels), and the training set's standardisation passes that on to the model.")
     if not any(item.label in classifier.labels for item in items):
-        notes.append("No file has a label the model knows: accuracy is not measured.")
+        notes.append(NO_LABELS_NOTE)
     context = {
         "command": command_line or f"python -m ser_edge.benchmarks.gain_bench --model {model}",
         "date": datetime.date.today().isoformat(),
@@ -303,34 +214,17 @@ def run(model: str, gains, data_dir: Path | None = None, files: list[Path] | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser_edge.benchmarks.gain_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="ravdess", help="a shipped model name (ravdess, emodb)")
-    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
-                        help=f"which exported variant (default {DEFAULT_VARIANT}, what the device runs)")
+    add_file_arguments(parser)
     parser.add_argument("--level", default="normalised", choices=LEVELS,
                         help="the runtime's level setting (default normalised, what the device runs)")
     parser.add_argument("--gains", type=float, nargs="+", default=list(DEFAULT_GAINS),
                         help="gains in dB (0 dB, the reference, is added where missing)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data-dir", type=Path,
-                        help="the model's dataset folder (default ../shared/datasets/DATASET); its validation files")
-    source.add_argument("--files", type=Path, nargs="+", help="these audio files instead of the validation files")
-    parser.add_argument("--out", type=Path, help="write the Markdown page here too")
     args = parser.parse_args(argv)
-    shown = " ".join(["python -m ser_edge.benchmarks.gain_bench", "--model", args.model,
-                      *([] if args.variant == DEFAULT_VARIANT else ["--variant", args.variant]),
-                      *([] if args.level == "normalised" else ["--level", args.level]),
-                      "--gains", *(f"{g:g}" for g in args.gains),
-                      *(["--files", f"({len(args.files)} files)"] if args.files else [])])
-
-    def body() -> int:
-        text, _ = run(args.model, args.gains, args.data_dir, args.files, args.variant, shown,
-                      progress=lambda line: print(line, file=sys.stderr, flush=True), level_setting=args.level)
-        print(text)
-        if args.out:
-            atomic.write_text(args.out, text)
-        return 0
-
-    return command.run("gain_bench", body)
+    shown = shown_command("gain_bench", args, *([] if args.level == "normalised" else ["--level", args.level]),
+                          "--gains", *(f"{g:g}" for g in args.gains))
+    return run_page("gain_bench", lambda progress: run(args.model, args.gains, args.data_dir, args.files, args.variant,
+                                                       shown, progress=progress, level_setting=args.level)[0],
+                    args.out)
 
 
 if __name__ == "__main__":

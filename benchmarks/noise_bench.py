@@ -36,22 +36,21 @@ import argparse
 import math
 import platform
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ser_edge.benchmarks.frontend_bench import SHARED_DATASETS
-from ser_edge.benchmarks.gain_bench import Item, decode, named_utterances, validation_utterances
 from ser_edge.benchmarks.host import cpu_model, file_sha256
-from ser_edge.benchmarks.stats import accuracy
-from ser_edge.edge import atomic, command
+from ser_edge.benchmarks.label_drift import (EMODB_MIRROR_NOTE, NO_LABELS_NOTE, Item, classify_under, decode,
+                                             add_file_arguments,
+                                             label_figures, measured_utterances, run_page, share_tables,
+                                             shown_command)
 from ser_edge.edge.classifier import EmotionClassifier
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
 from ser_edge.edge.litert import runtime_name
-from ser_edge.edge.registry import DEFAULT_VARIANT, VARIANTS, resolve_model
+from ser_edge.edge.registry import DEFAULT_VARIANT, resolve_model
 from ser_edge.models.noise import COLOURS, add_noise, coloured_noise, speech_rms
 
 DEFAULT_SNRS = (30.0, 20.0, 10.0, 5.0, 0.0)
@@ -105,47 +104,30 @@ def measure(classifier: EmotionClassifier, items: list[Item], snrs, colour: str,
     make = noise_maker(colour, rate)
     noises = [make(len(item.signal), np.random.default_rng([seed, index])) for index, item in enumerate(items)]
     levels = [speech_rms(item.signal, rate) for item in items]
-    probabilities, clipped = {}, {}
-    for snr in snrs:
-        rows, counts = [], []
-        for item, noise, level in zip(items, noises, levels):
-            signal, count = (item.signal, 0) if snr == CLEAN else add_noise(item.signal, noise, snr, level)
-            prediction = classifier.classify(signal)
-            rows.append([prediction.probabilities[name] for name in classifier.labels])
-            counts.append(count)
-        probabilities[snr] = np.array(rows, dtype=np.float64)
-        clipped[snr] = np.array(counts, dtype=np.int64)
-        if progress:
-            progress(f"{_snr(snr)}: {len(items)} files")
+
+    def change(index: int, item: Item, snr: float) -> tuple[np.ndarray, int]:
+        return (item.signal, 0) if snr == CLEAN else add_noise(item.signal, noises[index], snr, levels[index])
+
+    probabilities, clipped = classify_under(classifier, items, snrs, change, _snr, progress)
     return NoiseRun(tuple(classifier.labels), snrs, tuple(items), probabilities, clipped)
 
 
 def summarize(run: NoiseRun, uncertain_below: float | None = None) -> list[dict]:
     """One row per SNR: accuracy, agreement with the clean label, uncertain share, class shares, clipping."""
     clean = run.probabilities[CLEAN].argmax(axis=1)
-    labelled = [i for i, item in enumerate(run.items) if item.label in run.labels]
     total_samples = sum(item.signal.shape[0] for item in run.items)
     rows = []
     for snr in run.snrs:
         probabilities = run.probabilities[snr]
-        predicted = [run.labels[i] for i in probabilities.argmax(axis=1)]
         top1 = probabilities.max(axis=1)
-        counts = Counter(predicted)
-        most, most_count = max(counts.items(), key=lambda kv: (kv[1], -run.labels.index(kv[0])))
-        scores = (accuracy([run.items[i].label for i in labelled], [predicted[i] for i in labelled], run.labels)
-                  if labelled else None)
         rows.append({
             "snr_db": snr,
             "files": len(run.items),
-            "war": None if scores is None else scores["war"],
-            "uar": None if scores is None else scores["uar"],
+            **label_figures(run.items, run.labels, [run.labels[i] for i in probabilities.argmax(axis=1)]),
             "agreement": float(np.mean(probabilities.argmax(axis=1) == clean)),
             "changed_files": int(np.count_nonzero(probabilities.argmax(axis=1) != clean)),
             "mean_top1": float(top1.mean()),
             "uncertain": None if uncertain_below is None else float(np.mean(top1 < uncertain_below)),
-            "shares": {name: counts.get(name, 0) / len(predicted) for name in run.labels},
-            "most_predicted": most,
-            "most_predicted_share": most_count / len(predicted),
             "clipped_samples": int(run.clipped[snr].sum()),
             "clipped_share": float(run.clipped[snr].sum() / total_samples),
         })
@@ -188,19 +170,7 @@ def markdown(run: NoiseRun, rows: list[dict], context: dict) -> str:
             f"| {_snr(row['snr_db'])} | {_percent(row['war'])} | {_percent(row['uar'])} | "
             f"{_percent(row['agreement'])} | {row['changed_files']} | {row['mean_top1']:.3f} | "
             f"{_percent(row['uncertain'])} | {row['clipped_samples']:,} ({100 * row['clipped_share']:.3f} %) |")
-    lines += ["", "## Predicted classes per SNR (share of the files)", "",
-              "| SNR | " + " | ".join(run.labels) + " |", "|---:|" + "---:|" * len(run.labels)]
-    truth = Counter(item.label for item in run.items if item.label in run.labels)
-    if truth:
-        total = sum(truth.values())
-        lines.append("| true labels | " + " | ".join(f"{100 * truth.get(n, 0) / total:.1f} %" for n in run.labels) + " |")
-    for row in rows:
-        lines.append(f"| {_snr(row['snr_db'])} | " + " | ".join(f"{100 * row['shares'][n]:.1f} %"
-                                                                 for n in run.labels) + " |")
-    lines += ["", "## The label predicted most often", "",
-              "| SNR | label | share of the files |", "|---:|---|---:|"]
-    lines += [f"| {_snr(row['snr_db'])} | {row['most_predicted']} | {100 * row['most_predicted_share']:.1f} % |"
-              for row in rows]
+    lines += share_tables(run.items, run.labels, rows, [_snr(row["snr_db"]) for row in rows], "SNR")
     if context.get("notes"):
         lines += ["", "## Notes", "", *(f"- {note}" for note in context["notes"])]
     return "\n".join(lines) + "\n"
@@ -215,13 +185,7 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
     if colour not in NOISES:  # before loading anything
         raise SerEdgeError(f"noise must be one of {', '.join(NOISES)}, got {colour!r}")
     classifier = EmotionClassifier(resolve_model(model, variant), threads=1)
-    if files:
-        utterances, files_text = named_utterances(classifier, files)
-    else:
-        shown = str(data_dir) if data_dir else f"../shared/datasets/{classifier.dataset or model}"
-        data_dir = Path(data_dir) if data_dir else SHARED_DATASETS / (classifier.dataset or model)
-        utterances, files_text = validation_utterances(classifier, data_dir)
-        files_text += f", read from `{shown}`"
+    utterances, files_text = measured_utterances(classifier, model, data_dir, files)
     items = decode(utterances, classifier.sample_rate)
     silent = [item.path.name for item in items if speech_rms(item.signal, classifier.sample_rate) == 0]
     if silent:
@@ -230,10 +194,9 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
     threshold = model_threshold(classifier.metadata)
     notes = []
     if classifier.dataset == "emodb" and not files:
-        notes.append("The EMO-DB copy in ../shared/datasets is a mirror resampled to 22,050 Hz and cut or padded to "
-                     "2.0 s per file (its README): its figures are not those of the original recordings.")
+        notes.append(EMODB_MIRROR_NOTE)
     if not any(item.label in classifier.labels for item in items):
-        notes.append("No file has a label the model knows: accuracy is not measured.")
+        notes.append(NO_LABELS_NOTE)
     context = {
         "command": command_line or f"python -m ser_edge.benchmarks.noise_bench --model {model}",
         "date": datetime.date.today().isoformat(), "model_file": classifier.path.name,
@@ -254,35 +217,17 @@ def snr_value(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser_edge.benchmarks.noise_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="ravdess", help="a shipped model name (ravdess, emodb)")
-    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
-                        help=f"which exported variant (default {DEFAULT_VARIANT}, what the device runs)")
+    add_file_arguments(parser)
     parser.add_argument("--snrs", type=snr_value, nargs="+", default=list(DEFAULT_SNRS),
                         help="signal-to-noise ratios in dB against the speech level (the clean row is added)")
     parser.add_argument("--noise", default="pink", choices=NOISES,
                         help="white, pink or brown Gaussian noise, or espeak-ng babble (default pink)")
     parser.add_argument("--seed", type=int, default=0, help="the noise draws' seed (default 0)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data-dir", type=Path,
-                        help="the model's dataset folder (default ../shared/datasets/DATASET); its validation files")
-    source.add_argument("--files", type=Path, nargs="+", help="these audio files instead of the validation files")
-    parser.add_argument("--out", type=Path, help="write the Markdown page here too")
     args = parser.parse_args(argv)
-    shown = " ".join(["python -m ser_edge.benchmarks.noise_bench", "--model", args.model,
-                      *([] if args.variant == DEFAULT_VARIANT else ["--variant", args.variant]),
-                      "--snrs", *(f"{s:g}" for s in args.snrs), "--noise", args.noise,
-                      *([] if args.seed == 0 else ["--seed", str(args.seed)]),
-                      *(["--files", f"({len(args.files)} files)"] if args.files else [])])
-
-    def body() -> int:
-        text, _ = run(args.model, args.snrs, args.noise, args.seed, args.data_dir, args.files, args.variant, shown,
-                      progress=lambda line: print(line, file=sys.stderr, flush=True))
-        print(text)
-        if args.out:
-            atomic.write_text(args.out, text)
-        return 0
-
-    return command.run("noise_bench", body)
+    shown = shown_command("noise_bench", args, "--snrs", *(f"{s:g}" for s in args.snrs), "--noise", args.noise,
+                          *([] if args.seed == 0 else ["--seed", str(args.seed)]))
+    return run_page("noise_bench", lambda progress: run(args.model, args.snrs, args.noise, args.seed, args.data_dir,
+                                                        args.files, args.variant, shown, progress)[0], args.out)
 
 
 if __name__ == "__main__":

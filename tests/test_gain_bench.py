@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ser_edge.benchmarks import gain_bench
+from ser_edge.benchmarks import gain_bench, label_drift
 from ser_edge.edge import audio, features
 from ser_edge.edge.classifier import EmotionClassifier
 from ser_edge.edge.config import FeatureConfig
@@ -25,7 +25,7 @@ def classifier() -> EmotionClassifier:
 
 def _validation_utterances(classifier: EmotionClassifier, count: int):
     """The first ``count`` of the model's validation files, found through the benchmark's own selection."""
-    utterances, _ = gain_bench.validation_utterances(classifier, shared_dataset_dir("ravdess"))
+    utterances, _ = label_drift.validation_utterances(classifier, shared_dataset_dir("ravdess"))
     return utterances[:count]
 
 
@@ -52,7 +52,7 @@ def test_the_core_on_three_validation_files(classifier):
     utterances = _validation_utterances(classifier, 3)
     wanted = {name.rsplit(".", 1)[0] for name in validation_files(default_sidecar(classifier.path))}
     assert len(utterances) == 3 and all(u.path.stem in wanted for u in utterances)
-    items = gain_bench.decode(utterances, classifier.sample_rate)
+    items = label_drift.decode(utterances, classifier.sample_rate)
     run = gain_bench.measure(classifier, items, [-6, -20])  # 0 dB is added first
     assert run.gains == GAINS
     rows = gain_bench.summarize(run, uncertain_below=0.5)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from ser_edge.benchmarks import gain_bench, noise_bench
+from ser_edge.benchmarks import label_drift, noise_bench
 from ser_edge.edge.classifier import EmotionClassifier
 from ser_edge.edge.registry import resolve_model
 from ser_edge.models.noise import coloured_noise, speech_rms
@@ -22,8 +22,8 @@ def classifier() -> EmotionClassifier:
 
 @pytest.fixture(scope="module")
 def items(classifier):
-    utterances, _ = gain_bench.validation_utterances(classifier, shared_dataset_dir("ravdess"))
-    return gain_bench.decode(utterances[:3], classifier.sample_rate)
+    utterances, _ = label_drift.validation_utterances(classifier, shared_dataset_dir("ravdess"))
+    return label_drift.decode(utterances[:3], classifier.sample_rate)
 
 
 @pytest.mark.datasets

@@ -150,12 +150,12 @@ def test_hold_blas_false_leaves_the_pools_alone():
 @pytest.mark.datasets
 def test_the_gain_benchmark_classifies_with_one_blas_thread(tmp_path):
     """Its figures (labels kept at -20 dB) are the device's: one BLAS thread, whatever the environment."""
-    from ser_edge.benchmarks import gain_bench
+    from ser_edge.benchmarks import label_drift
     from ser_edge.edge.classifier import EmotionClassifier
     from ser_edge.edge.registry import resolve_model
     from tests.conftest import shared_dataset_dir
 
-    utterances, _ = gain_bench.validation_utterances(EmotionClassifier(resolve_model("emodb")),
+    utterances, _ = label_drift.validation_utterances(EmotionClassifier(resolve_model("emodb")),
                                                      shared_dataset_dir("emodb"))
     files = [str(u.path) for u in utterances[:2]]
     seen = pools_seen(["--module", "ser_edge.benchmarks.gain_bench", "--model", "emodb", "--gains", "-20",
