@@ -23,7 +23,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ser_edge.edge import registry
 
 STATUSES = ("training", "validation", "unseen", "unknown")
 TITLES = {
