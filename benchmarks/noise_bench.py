@@ -51,7 +51,7 @@ from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
 from ser_edge.edge.litert import runtime_name
 from ser_edge.edge.registry import DEFAULT_VARIANT, resolve_model
-from ser_edge.models.noise import COLOURS, add_noise, coloured_noise, speech_rms
+from ser_edge.models.noise import COLOURS, FRAME_S, add_noise, coloured_noise, speech_rms
 
 DEFAULT_SNRS = (30.0, 20.0, 10.0, 5.0, 0.0)
 CLEAN = math.inf  # the reference row: the file as decoded, no noise
@@ -142,9 +142,27 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
+def own_floor(items, sample_rate: int) -> dict[str, float]:
+    """The files' own noise floor: the quietest 5 % of their 20 ms frames in dBFS, and how far below the speech
+    level that lies (medians over the files): what the pauses sound like before any noise is added."""
+    floors, gaps = [], []
+    frame = round(FRAME_S * sample_rate)
+    for item in items:
+        samples = np.asarray(item.signal, dtype=np.float64)
+        count = len(samples) // frame
+        if count == 0:
+            continue
+        rms = np.sqrt(np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1))
+        floor = 20 * np.log10(max(float(np.percentile(rms, 5)), 1e-10))
+        floors.append(floor)
+        gaps.append(20 * np.log10(max(speech_rms(samples, sample_rate), 1e-10)) - floor)
+    return {"floor_dbfs": float(np.median(floors)), "below_speech_db": float(np.median(gaps))}
+
+
 def markdown(run: NoiseRun, rows: list[dict], context: dict) -> str:
     """The page: what ran where, on which files, then the per-SNR tables."""
     threshold = context["threshold"]
+    floor = own_floor(run.items, context.get("sample_rate", 22050))
     lines = [
         f"# Noise: `{context['model_file']}` with {context['noise']} noise, "
         f"{', '.join(_snr(s) for s in run.snrs[1:])}", "",
@@ -153,6 +171,8 @@ def markdown(run: NoiseRun, rows: list[dict], context: dict) -> str:
         f"- model: `{context['model_file']}` (sha256 `{context['model_sha256'][:16]}…`), the exported "
         f"{context['variant']} variant, LiteRT at 1 thread, through `EmotionClassifier.classify` (no speech gate)",
         f"- files: {context['files_text']}",
+        f"- the files' own noise floor (the quietest 5 % of their 20 ms frames, median over the files): "
+        f"{floor['floor_dbfs']:.1f} dBFS, {floor['below_speech_db']:.1f} dB below the speech level",
         f"- noise: {context['noise']} {'(espeak-ng voices)' if context['noise'] == 'babble' else 'Gaussian'}, "
         f"one draw per file (seed {context['seed']}), scaled to each SNR "
         "against the speech level (RMS of the 20 ms frames within 40 dB of the loudest), over the whole file",
@@ -201,7 +221,7 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
         "command": command_line or f"python -m ser_edge.benchmarks.noise_bench --model {model}",
         "date": datetime.date.today().isoformat(), "model_file": classifier.path.name,
         "model_sha256": file_sha256(classifier.path), "variant": variant, "files_text": files_text,
-        "noise": colour, "seed": seed, "threshold": threshold, "notes": notes,
+        "noise": colour, "seed": seed, "threshold": threshold, "notes": notes, "sample_rate": classifier.sample_rate,
     }
     rows = summarize(measured, threshold)
     return markdown(measured, rows, context), rows

@@ -106,3 +106,18 @@ def test_bad_arguments_are_refused(flags, capsys):
         noise_bench.main(["--model", "ravdess", *flags])
     assert exit_.value.code == 2
 
+
+
+def test_the_files_own_floor_is_that_of_their_pauses():
+    from ser_edge.benchmarks.label_drift import Item
+
+    rate = 22050
+    t = np.arange(rate) / rate
+    speech = (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)  # RMS 0.0707: -23.0 dBFS
+    hiss = (0.001 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32)  # -60 dBFS
+    quiet = [Item(None, None, np.concatenate([np.zeros(rate, np.float32), speech]))]
+    hissing = [Item(None, None, np.concatenate([hiss, speech + hiss]))]
+    assert noise_bench.own_floor(quiet, rate)["floor_dbfs"] == pytest.approx(-200.0)  # digital silence
+    floor = noise_bench.own_floor(hissing, rate)
+    assert floor["floor_dbfs"] == pytest.approx(-60.0, abs=0.5)
+    assert floor["below_speech_db"] == pytest.approx(37.0, abs=0.5)
