@@ -8,7 +8,11 @@ numpy only (no TensorFlow): ``ser_edge.benchmarks.noise_bench`` imports it too.
 - The SNR is set against the speech's level, not the whole file's (the
   corpora's files are up to half silence): the RMS over the 20 ms frames
   within 40 dB of the file's loudest frame, a simple stand-in for ITU-T
-  P.56's active speech level. The noise covers the whole signal.
+  P.56's active speech level. Pauses whose own noise lies within those 40 dB
+  count towards the level (EMO-DB's mirror: its floor is about 32 dB below
+  the speech), which lowers it (by 3 dB where half the frames are such
+  pauses), so there the noise is that much quieter than the stated SNR
+  says; RAVDESS's pauses (about 75 dB below) never count. The noise covers the whole signal.
 - The sum is clipped to [-1, 1] as an ADC would (the clipped samples are counted).
 """
 
