@@ -61,7 +61,7 @@ def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False)
     That bundle also holds the plain features, so with ``speed_bundles_only`` every run reads it and one
     file per dataset travels (.gpu/ravdess-speed.npz written with --bundle-float16 is 38 MB).
     Runs with training noise read a bundle written with the same --noise-perturb and --noise-snr
-    (DATASET-noise.npz, or DATASET-speed-noise.npz with speeds too: five versions of RAVDESS, about 63 MB at
+    (DATASET-noise.npz, or DATASET-speed-noise.npz with speeds too: five versions of RAVDESS, 66.2 MB at
     half precision, more than a lent machine receives beside the repository)."""
     speed = speed_bundles_only or "--speed-perturb" in extra
     noise = "--noise-perturb" in extra
