@@ -123,5 +123,7 @@ def test_the_first_run_without_a_microphone_works_as_written(tmp_path):
         outputs.append(done.stdout)
     classify, listen, info = outputs[1:]
     assert "hello.wav" in classify
-    assert json.loads(listen.splitlines()[0])["label"] in classify
+    # The same best guess from both paths. Not the same label: listen's segmenter ends the utterance at the
+    # end of speech (2.64 of 2.93 s here), so its confidence differs and may fall under the "uncertain" line.
+    assert json.loads(listen.splitlines()[0])["best_guess"] in classify.splitlines()[1].split()
     assert "labels" in info and "accuracy" in info
