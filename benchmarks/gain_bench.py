@@ -80,8 +80,8 @@ def gains_with_reference(gains) -> tuple[float, ...]:
 def measure(classifier: EmotionClassifier, items: list[Item], gains, progress=None) -> GainRun:
     """Classify every item at every gain (0 dB always included) with ``classifier``."""
     gains = gains_with_reference(gains)
-    probabilities, clipped = classify_under(classifier, items, gains, lambda _, item, gain: apply_gain(item.signal, gain),
-                                            _db, progress)
+    probabilities, clipped = classify_under(classifier, items, gains,
+                                            lambda _, item, gain: apply_gain(item.signal, gain), _db, progress)
     return GainRun(tuple(classifier.labels), gains, tuple(items), probabilities, clipped)
 
 

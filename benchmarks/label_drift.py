@@ -7,6 +7,7 @@ class: does the change turn every voice into one emotion?
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,11 @@ import numpy as np
 from ser_edge.benchmarks.frontend_bench import SHARED_DATASETS
 from ser_edge.benchmarks.provenance import TITLES, model_provenance
 from ser_edge.benchmarks.stats import accuracy
-from ser_edge.edge import audio
+from ser_edge.edge import atomic, audio, command
 from ser_edge.edge.classifier import EmotionClassifier
 from ser_edge.edge.datasets import Utterance, read_dataset, select_listed
 from ser_edge.edge.errors import SerEdgeError
+from ser_edge.edge.registry import DEFAULT_VARIANT, VARIANTS
 
 EMODB_MIRROR_NOTE = ("The EMO-DB copy in ../shared/datasets is a mirror resampled to 22,050 Hz and cut or padded to "
                      "2.0 s per file (its README): its levels and figures are not those of the original recordings.")
@@ -138,8 +140,6 @@ def classify_under(classifier: EmotionClassifier, items: list[Item], conditions,
 
 def add_file_arguments(parser) -> None:
     """--model, --variant, --data-dir or --files, --out: how both benchmarks pick what they play and where to."""
-    from ser_edge.edge.registry import DEFAULT_VARIANT, VARIANTS
-
     parser.add_argument("--model", default="ravdess", help="a shipped model name (ravdess, emodb)")
     parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
                         help=f"which exported variant (default {DEFAULT_VARIANT}, what the device runs)")
@@ -152,8 +152,6 @@ def add_file_arguments(parser) -> None:
 
 def shown_command(module: str, args, *middle: str) -> str:
     """The command line a page names: the module, the model, the variant where not the default, ``middle``."""
-    from ser_edge.edge.registry import DEFAULT_VARIANT
-
     return " ".join([f"python -m ser_edge.benchmarks.{module}", "--model", args.model,
                      *([] if args.variant == DEFAULT_VARIANT else ["--variant", args.variant]), *middle,
                      *(["--files", f"({len(args.files)} files)"] if args.files else [])])
@@ -161,10 +159,6 @@ def shown_command(module: str, args, *middle: str) -> str:
 
 def run_page(name: str, make_page, out: Path | None) -> int:
     """Run ``make_page(progress)`` as command ``name``: progress on stderr, the page on stdout and in ``out``."""
-    import sys
-
-    from ser_edge.edge import atomic, command
-
     def body() -> int:
         text = make_page(lambda line: print(line, file=sys.stderr, flush=True))
         print(text)

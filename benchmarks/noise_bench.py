@@ -51,7 +51,7 @@ from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import model_threshold
 from ser_edge.edge.litert import runtime_name
 from ser_edge.edge.registry import DEFAULT_VARIANT, resolve_model
-from ser_edge.models.noise import COLOURS, FRAME_S, add_noise, coloured_noise, speech_rms
+from ser_edge.models.noise import COLOURS, add_noise, coloured_noise, frame_power, speech_rms
 
 DEFAULT_SNRS = (30.0, 20.0, 10.0, 5.0, 0.0)
 CLEAN = math.inf  # the reference row: the file as decoded, no noise
@@ -62,6 +62,7 @@ class NoiseRun:
     labels: tuple[str, ...]  # the model's classes, in output order
     snrs: tuple[float, ...]  # CLEAN first
     items: tuple[Item, ...]
+    sample_rate: int  # the items' (the model's)
     probabilities: dict[float, np.ndarray]  # snr -> (files, classes)
     clipped: dict[float, np.ndarray]  # snr -> clipped samples per file
 
@@ -101,15 +102,18 @@ def measure(classifier: EmotionClassifier, items: list[Item], snrs, colour: str,
         raise SerEdgeError("no files to measure")
     snrs = snrs_with_clean(snrs)
     rate = classifier.sample_rate
+    levels = [speech_rms(item.signal, rate) for item in items]
+    silent = [item.path.name for item, level in zip(items, levels) if level == 0]
+    if silent:
+        raise SerEdgeError(f"{silent[0]}: silent, so no SNR can be set against it")
     make = noise_maker(colour, rate)
     noises = [make(len(item.signal), np.random.default_rng([seed, index])) for index, item in enumerate(items)]
-    levels = [speech_rms(item.signal, rate) for item in items]
 
     def change(index: int, item: Item, snr: float) -> tuple[np.ndarray, int]:
         return (item.signal, 0) if snr == CLEAN else add_noise(item.signal, noises[index], snr, levels[index])
 
     probabilities, clipped = classify_under(classifier, items, snrs, change, _snr, progress)
-    return NoiseRun(tuple(classifier.labels), snrs, tuple(items), probabilities, clipped)
+    return NoiseRun(tuple(classifier.labels), snrs, tuple(items), rate, probabilities, clipped)
 
 
 def summarize(run: NoiseRun, uncertain_below: float | None = None) -> list[dict]:
@@ -146,23 +150,20 @@ def own_floor(items, sample_rate: int) -> dict[str, float]:
     """The files' own noise floor: the quietest 5 % of their 20 ms frames in dBFS, and how far below the speech
     level that lies (medians over the files): what the pauses sound like before any noise is added."""
     floors, gaps = [], []
-    frame = round(FRAME_S * sample_rate)
     for item in items:
-        samples = np.asarray(item.signal, dtype=np.float64)
-        count = len(samples) // frame
-        if count == 0:
+        power = frame_power(item.signal, sample_rate)
+        if not power.size:
             continue
-        rms = np.sqrt(np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1))
-        floor = 20 * np.log10(max(float(np.percentile(rms, 5)), 1e-10))
+        floor = 20 * np.log10(max(float(np.percentile(np.sqrt(power), 5)), 1e-10))
         floors.append(floor)
-        gaps.append(20 * np.log10(max(speech_rms(samples, sample_rate), 1e-10)) - floor)
+        gaps.append(20 * np.log10(max(speech_rms(item.signal, sample_rate), 1e-10)) - floor)
     return {"floor_dbfs": float(np.median(floors)), "below_speech_db": float(np.median(gaps))}
 
 
 def markdown(run: NoiseRun, rows: list[dict], context: dict) -> str:
     """The page: what ran where, on which files, then the per-SNR tables."""
     threshold = context["threshold"]
-    floor = own_floor(run.items, context.get("sample_rate", 22050))
+    floor = own_floor(run.items, run.sample_rate)
     lines = [
         f"# Noise: `{context['model_file']}` with {context['noise']} noise, "
         f"{', '.join(_snr(s) for s in run.snrs[1:])}", "",
@@ -207,9 +208,6 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
     classifier = EmotionClassifier(resolve_model(model, variant), threads=1)
     utterances, files_text = measured_utterances(classifier, model, data_dir, files)
     items = decode(utterances, classifier.sample_rate)
-    silent = [item.path.name for item in items if speech_rms(item.signal, classifier.sample_rate) == 0]
-    if silent:
-        raise SerEdgeError(f"{silent[0]}: silent, so no SNR can be set against it")
     measured = measure(classifier, items, snrs, colour, seed, progress)
     threshold = model_threshold(classifier.metadata)
     notes = []
@@ -221,7 +219,7 @@ def run(model: str, snrs, colour: str = "pink", seed: int = 0, data_dir: Path | 
         "command": command_line or f"python -m ser_edge.benchmarks.noise_bench --model {model}",
         "date": datetime.date.today().isoformat(), "model_file": classifier.path.name,
         "model_sha256": file_sha256(classifier.path), "variant": variant, "files_text": files_text,
-        "noise": colour, "seed": seed, "threshold": threshold, "notes": notes, "sample_rate": classifier.sample_rate,
+        "noise": colour, "seed": seed, "threshold": threshold, "notes": notes,
     }
     rows = summarize(measured, threshold)
     return markdown(measured, rows, context), rows

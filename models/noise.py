@@ -47,15 +47,18 @@ def coloured_noise(length: int, colour: str, rng: np.random.Generator) -> np.nda
     return noise / np.sqrt(np.mean(np.square(noise)))
 
 
-def speech_rms(signal: np.ndarray, sample_rate: int) -> float:
-    """RMS over the 20 ms frames within ACTIVE_RANGE_DB of the loudest frame (0 for a silent signal)."""
+def frame_power(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean power of each 20 ms frame (a last partial frame left out; a signal shorter than a frame is one)."""
     samples = np.asarray(signal, dtype=np.float64)
     frame = min(max(1, round(FRAME_S * sample_rate)), max(1, len(samples)))
-    count = len(samples) // frame  # a last partial frame is left out
-    if count == 0:
-        return 0.0
-    power = np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1)
-    if power.max() <= 0:
+    count = len(samples) // frame
+    return np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1)
+
+
+def speech_rms(signal: np.ndarray, sample_rate: int) -> float:
+    """RMS over the 20 ms frames within ACTIVE_RANGE_DB of the loudest frame (0 for a silent signal)."""
+    power = frame_power(signal, sample_rate)
+    if not power.size or power.max() <= 0:
         return 0.0
     active = power >= power.max() * 10.0 ** (-ACTIVE_RANGE_DB / 10.0)
     return float(np.sqrt(power[active].mean()))

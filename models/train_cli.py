@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         if args.noise_perturb and (len(bundle.noise_features) != args.noise_perturb or bundle.noise_snr != noise_snr):
             raise SerEdgeError(f"{args.bundle}: holds {len(bundle.noise_features)} noisy copies "
                                f"(SNR {list(bundle.noise_snr)} dB), --noise-perturb asks for {args.noise_perturb} "
-                               f"({list(noise_snr)} dB); write the bundle with the same --noise-perturb and --noise-snr")
+                               f"({list(noise_snr)} dB); write the bundle with the same --noise-perturb and "
+                               "--noise-snr")
         if not args.noise_perturb:
             bundle = bundle.without_noise()
         labels = [label_names[i] for i in bundle.labels]
