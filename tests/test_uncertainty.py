@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +85,18 @@ def test_the_command_rejects_a_missing_dataset_in_one_line(tmp_path):
                            str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("ser_edge.export.uncertainty: error:")
+
+
+def test_the_readme_quotes_the_thresholds_the_shipped_files_carry():
+    """The README's threshold table and its line about the default model go stale on every retraining: check them."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| (RAVDESS|EMO-DB) \| \**(\w+)\** [^|]*\| \**([0-9.]+)\**[^|]*\| (\d+) of (\d+) \|", readme, re.M)
+    assert len(rows) == 8, rows  # two models, four variants each
+    for dataset, variant, threshold, accepted, files in rows:
+        name = {"RAVDESS": "ravdess", "EMO-DB": "emodb"}[dataset]
+        record = read_metadata(shipped_dir() / f"{name}-{variant}.tflite")["uncertainty"]
+        assert float(threshold) == pytest.approx(record["threshold"], abs=5e-4), (name, variant)
+        assert (int(accepted), int(files)) == (record["accepted"], record["validation_files"]), (name, variant)
+    default = read_metadata(shipped_dir() / "ravdess-dynamic.tflite")["uncertainty"]["threshold"]
+    quoted = re.search(r"threshold \(([0-9.]+) for the\s+default model", readme)
+    assert quoted and float(quoted.group(1)) == pytest.approx(default, abs=5e-3)
