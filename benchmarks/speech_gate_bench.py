@@ -12,18 +12,18 @@ decisions, the same on any machine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
 
 from ser_edge.benchmarks import signals
-from ser_edge.benchmarks.host import cpu_model
-from ser_edge.edge import audio
+from ser_edge.benchmarks.host import cpu_model, file_sha256
+from ser_edge.benchmarks.label_drift import validation_utterances
+from ser_edge.edge import atomic, audio, command
 from ser_edge.edge.classifier import EmotionClassifier
-from ser_edge.edge.datasets import read_dataset
+from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.judge import Judge
-from ser_edge.edge.registry import resolve_model, shipped_dir
+from ser_edge.edge.registry import resolve_model
 from ser_edge.edge.segmenter import SegmenterSettings
 from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, EnergyGate, SileroGate
 
@@ -49,24 +49,28 @@ def dataset_rows(gate: SileroGate, data_dir: Path, rate: int) -> list[dict]:
     rows = []
     for name in ("emodb", "ravdess"):
         folder = data_dir / name
-        sidecar = shipped_dir() / f"{name}.json"
-        if not folder.is_dir() or not sidecar.is_file():
+        if not folder.is_dir():
+            print(f"{name}: no {folder}, left out", file=sys.stderr)
             continue
-        wanted = set(json.loads(sidecar.read_text()).get("validation_files") or [])
-        probabilities = [gate.judge(audio.load(u.path, rate), rate).probability
-                         for u in read_dataset(name, folder) if u.path.name in wanted]
+        # The shipped model's own list of held-out files (its training sidecar), as the other benchmarks read it.
+        found, _ = validation_utterances(EmotionClassifier(resolve_model(name)), folder)
+        probabilities = [gate.judge(audio.load(u.path, rate), rate).probability for u in found]
         rows.append({"dataset": name, "files": len(probabilities),
                      "passed": sum(p >= gate.threshold for p in probabilities),
                      "lowest_probability": round(min(probabilities), 3)})
         print(f"{name}: {rows[-1]}", file=sys.stderr)
+    if not rows:
+        raise SerEdgeError(f"{data_dir}: holds neither emodb/ nor ravdess/")
     return rows
 
 
-def markdown(signal_table: list[dict], datasets: list[dict], gate: SileroGate, model: str) -> str:
+def markdown(signal_table: list[dict], datasets: list[dict], gate: SileroGate, model: Path) -> str:
+    # The labels belong to one model file: name it by its checksum, so a page left from an older model shows it.
     lines = ["# Speech gate: what passes", "",
              f"`python -m ser_edge.benchmarks.speech_gate_bench` on {cpu_model()} ({platform.machine()}, "
              f"Python {platform.python_version()}); gate: {gate.description}; model "
-             f"`{model}`. Signals of {SECONDS:g} s at 22,050 Hz (espeak-ng sentences as long as they are), "
+             f"`{model.name}` (sha256 `{file_sha256(model)[:16]}…`). Signals of {SECONDS:g} s at 22,050 Hz "
+             "(espeak-ng sentences as long as they are), "
              "peak 0.5 unless clipped; `benchmarks/signals.py` makes them.", "",
              "| signal | speech probability | Silero gate | energy gate (fallback) | label |",
              "|---|---|---|---|---|"]
@@ -89,17 +93,19 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="ravdess")
     parser.add_argument("--out", type=Path, help="write the Markdown table here too")
     args = parser.parse_args(argv)
-    classifier = EmotionClassifier(resolve_model(args.model))
+    return command.run("speech_gate_bench", lambda: write_page(args.model, args.data_dir, args.out))
+
+
+def write_page(model: str, data_dir: Path | None, out: Path | None) -> None:
+    classifier = EmotionClassifier(resolve_model(model))
     gate = SileroGate(DEFAULT_THRESHOLD)
     rate = classifier.sample_rate
     table = signal_rows(Judge(classifier, gate), EnergyGate(SegmenterSettings()), rate)
-    datasets = dataset_rows(gate, args.data_dir, rate) if args.data_dir else []
-    text = markdown(table, datasets, gate, classifier.path.name)
+    datasets = dataset_rows(gate, data_dir, rate) if data_dir else []
+    text = markdown(table, datasets, gate, classifier.path)
     print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
-
+    if out:
+        atomic.write_text(out, text)
 
 if __name__ == "__main__":
     sys.exit(main())

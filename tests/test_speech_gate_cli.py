@@ -15,6 +15,9 @@ import soundfile
 from ser_edge.edge.judge import UNCERTAIN, model_threshold
 from ser_edge.edge.model_file import read_metadata
 from ser_edge.benchmarks import signals
+from ser_edge.benchmarks.host import file_sha256
+from ser_edge.models import shipped_dir as sidecar_dir  # the training sidecars, beside the Keras models
+from tests.conftest import shared_dataset_dir
 from tests.fixtures import RATE, SENTENCES, model_path
 
 SER_EDGE = [sys.executable, "-m", "ser_edge.edge.cli"]
@@ -187,3 +190,47 @@ def test_listen_falls_back_to_the_energy_gate_with_one_warning(files, model, tmp
     assert all(line["speech_probability"] is None for line in lines)
     summary = next(json.loads(line)["summary"] for line in done.stderr.splitlines() if line.startswith('{"summary"'))
     assert (summary["speech_gate"], summary["not_speech"]) == ("energy", 0)
+
+
+@pytest.mark.slow
+def test_the_speech_gate_benchmark_page_names_its_model_and_agrees_with_the_gate(tmp_path, model):
+    """Its labels belong to one model file: the page names it by checksum; what it calls non-speech gets no label."""
+    page = tmp_path / "speech_gate.md"
+    done = subprocess.run([sys.executable, "-m", "ser_edge.benchmarks.speech_gate_bench", "--model", str(model),
+                           "--out", str(page)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    assert f"`{model.name}` (sha256 `{file_sha256(model)[:16]}…`)" in text
+    rows = {cells[0]: cells[1:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| "))}
+    labels = set(read_metadata(model)["label_names"]) | {UNCERTAIN}
+    for name in signals.NON_SPEECH:
+        probability, silero, energy, label = rows[name]
+        assert float(probability) < 0.5 and silero == "not speech" and label == "-", name
+    for name in ("espeak-ng sentence", "espeak-ng sentence, clipped +20 dB", "babble (6 espeak-ng voices)"):
+        probability, silero, energy, label = rows[name]
+        assert float(probability) >= 0.5 and silero == "speech" and label in labels, name
+
+
+@pytest.mark.slow
+@pytest.mark.datasets
+def test_the_speech_gate_benchmark_judges_each_shipped_models_own_validation_files(tmp_path):
+    """The real-speech rows: every file the shipped model's sidecar holds out, for both datasets (none may be skipped)."""
+    data_dir = shared_dataset_dir()
+    page = tmp_path / "speech_gate.md"
+    done = subprocess.run([sys.executable, "-m", "ser_edge.benchmarks.speech_gate_bench", "--data-dir", str(data_dir),
+                           "--out", str(page)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| emodb") or line.startswith("| ravdess")]
+    assert len(rows) == 2, page.read_text()
+    for row in rows:
+        name, files, passed, lowest = (c.strip() for c in row.strip("|").split("|"))
+        listed = json.loads((sidecar_dir() / f"{name}.json").read_text())["validation_files"]
+        assert int(files) == len(listed) and 0 <= int(passed) <= int(files) and 0.0 <= float(lowest) <= 1.0
+
+
+def test_the_speech_gate_benchmark_refuses_a_folder_without_either_dataset_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "ser_edge.benchmarks.speech_gate_bench", "--data-dir", str(tmp_path),
+                           "--out", str(tmp_path / "page.md")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and not (tmp_path / "page.md").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith("speech_gate_bench: error: ") and "neither" in done.stderr
