@@ -28,6 +28,7 @@ from ser_edge.edge.segmenter import SegmenterSettings
 from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, EnergyGate, SileroGate
 
 SECONDS = 4.0
+DATASETS = ("emodb", "ravdess")
 
 
 def signal_rows(judge: Judge, energy: EnergyGate, rate: int) -> list[dict]:
@@ -47,7 +48,7 @@ def signal_rows(judge: Judge, energy: EnergyGate, rate: int) -> list[dict]:
 
 def dataset_rows(gate: SileroGate, data_dir: Path, rate: int) -> list[dict]:
     rows = []
-    for name in ("emodb", "ravdess"):
+    for name in DATASETS:
         folder = data_dir / name
         if not folder.is_dir():
             print(f"{name}: no {folder}, left out", file=sys.stderr)
@@ -59,8 +60,6 @@ def dataset_rows(gate: SileroGate, data_dir: Path, rate: int) -> list[dict]:
                      "passed": sum(p >= gate.threshold for p in probabilities),
                      "lowest_probability": round(min(probabilities), 3)})
         print(f"{name}: {rows[-1]}", file=sys.stderr)
-    if not rows:
-        raise SerEdgeError(f"{data_dir}: holds neither emodb/ nor ravdess/")
     return rows
 
 
@@ -97,6 +96,8 @@ def main(argv=None) -> int:
 
 
 def write_page(model: str, data_dir: Path | None, out: Path | None) -> None:
+    if data_dir and not any((data_dir / name).is_dir() for name in DATASETS):  # before the model, the gate and espeak-ng run
+        raise SerEdgeError(f"{data_dir}: holds neither {' nor '.join(f'{n}/' for n in DATASETS)}")
     classifier = EmotionClassifier(resolve_model(model))
     gate = SileroGate(DEFAULT_THRESHOLD)
     rate = classifier.sample_rate
