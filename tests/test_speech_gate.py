@@ -14,8 +14,8 @@ import pytest
 from ser_edge.edge import audio
 from ser_edge.edge.datasets import read_dataset
 from ser_edge.edge.segmenter import SegmenterSettings
-from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, SPAN_FRAMES, VAD_FRAME, VAD_RATE, EnergyGate, SileroGate, \
-    load_gate, span_probability
+from ser_edge.edge.speech_gate import DEFAULT_THRESHOLD, SATURATED, SPAN_FRAMES, VAD_FRAME, VAD_RATE, EnergyGate, \
+    SileroGate, load_gate, span_probability
 from ser_edge.benchmarks import signals
 from tests.conftest import shared_dataset_dir
 from tests.fixtures import RATE  # the model's rate, from FeatureConfig
@@ -76,7 +76,50 @@ def test_a_short_word_in_seconds_of_silence_is_speech(gate):
     frames = gate.frame_probabilities(padded, RATE)
     verdict = gate.judge(padded, RATE)
     assert frames.mean() < DEFAULT_THRESHOLD <= verdict.probability  # the mean would have rejected it
-    assert verdict.probability == pytest.approx(span_probability(frames))
+    assert verdict.probability == pytest.approx(span_probability(frames), abs=1 - SATURATED)
+
+
+class CountingDetector:
+    """Silero's detector, counting the frames it is asked for (the gate's cost is per frame)."""
+
+    def __init__(self, detector):
+        self.detector, self.frames = detector, 0
+
+    def reset(self):
+        self.detector.reset()
+
+    def process_samples(self, samples):
+        self.frames += 1
+        return self.detector.process_samples(samples)
+
+
+@pytest.fixture
+def counted(gate):
+    real = gate._detector
+    gate._detector = CountingDetector(real)
+    yield gate
+    gate._detector = real
+
+
+def test_the_gate_stops_at_a_saturated_quarter_second_with_the_same_decision_and_nearly_the_same_probability(counted):
+    speech = np.concatenate([signals.espeak_voice(SPEECH[1][1], RATE, SPEECH[1][0]), np.zeros(3 * RATE, np.float32)])
+    every_frame = counted.frame_probabilities(speech, RATE)
+    counted._detector.frames = 0
+    verdict = counted.judge(speech, RATE)
+    assert counted._detector.frames < every_frame.size / 2  # the 3 s of silence after it never ran
+    full = span_probability(every_frame)
+    assert full >= SATURATED and verdict.is_speech
+    assert full - (1 - SATURATED) <= verdict.probability <= full
+
+
+@pytest.mark.parametrize("name", ["white noise", "arpeggio"])
+def test_what_never_saturates_runs_every_frame_and_gives_the_exact_best_quarter_second(counted, name):
+    noise = signals.NON_SPEECH[name](RATE, SECONDS)
+    every_frame = counted.frame_probabilities(noise, RATE)
+    counted._detector.frames = 0
+    verdict = counted.judge(noise, RATE)
+    assert counted._detector.frames == every_frame.size
+    assert verdict.probability == pytest.approx(span_probability(every_frame), abs=1e-7) and not verdict.is_speech
 
 
 def test_frame_probabilities_cover_the_signal_at_16k(gate):
