@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.items < 1 or args.rounds < 1:
+        parser.error("--items and --rounds must be at least 1")
     return command.run("variants_bench", lambda: print(run(args.model, args.data_dir, args.items, args.rounds)))
 
 
