@@ -129,12 +129,14 @@ def _host() -> str:
     return f"{platform.machine()}, Python {platform.python_version()}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0, help="audio hours to stream")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.hours > 0:
+        parser.error("--hours must be more than 0")
     result = soak(args.hours, args.seed)
     write_report(result, args.out, f"python -m ser_edge.benchmarks.soak_bench --hours {args.hours:g} --seed {args.seed}")
     print(json.dumps({k: v for k, v in result.items() if k != "rss_mib"}, indent=2))
