@@ -49,6 +49,7 @@ class Listener:
         self.stop_requested = threading.Event()
         self.reopen_requested = threading.Event()
         self.latencies = LatencyStats()
+        self.gate_latencies = LatencyStats()  # every segment the gate judged, speech or not
         self.failed = 0  # utterances the model could not classify
         self.mqtt_settings = mqtt_settings_of(settings)  # before the model: a bad URL or credentials file fails fast
         self.not_speech = 0  # segments the speech gate turned away
@@ -166,6 +167,7 @@ class Listener:
             log.warning("utterance at %.2f s not classified: %s", segment.start_s, error)
             return
         prediction, gate_s = judgement.prediction, judgement.speech.gate_s
+        self.gate_latencies.add(gate_s)
         if prediction is None:  # noise, music, a tone: counted, not labelled
             self.not_speech += 1
             log.debug("%.2f s at %.2f s is not speech (speech probability %s)", segment.duration_s,
@@ -204,6 +206,9 @@ class Listener:
                  "not_classified": self.failed, "not_speech": self.not_speech, "speech_gate": self.judge.gate.name,
                  "unwritten_lines": {"stdout": self.stdout.unwritten, "jsonl": self.jsonl.unwritten if self.jsonl else 0}}
         stats.update(self.latencies.summary(self.thesis_s))
+        # The gate's cost is latency a listener waits for; it judges every segment, speech or not.
+        stats["speech_gate_segments"] = self.gate_latencies.count
+        stats.update(self.gate_latencies.figures("speech_gate"))
         if self.mqtt:
             stats["mqtt"] = self.mqtt.summary()
         return stats

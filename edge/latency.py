@@ -1,4 +1,4 @@
-"""Per-utterance processing times for the daemon's summary, in constant memory.
+"""Per-utterance processing (and speech gate) times for the daemon's summary, in constant memory.
 
 A daemon that runs for months must not keep every figure (the soak's only
 memory growth was this list): count and mean over all utterances, percentiles
@@ -29,18 +29,20 @@ class LatencyStats:
         """How many figures are held (at most ``window``), in a buffer allocated once."""
         return min(self.count, self._recent.size)
 
-    def summary(self, thesis_s: float) -> dict:
+    def figures(self, name: str) -> dict:
+        """``{name}_mean_s`` over all, ``{name}_p50_s`` and ``{name}_p95_s`` over the recent window."""
         if not self.count:
             return {}
         recent = self._recent[: self.kept]
-        mean = self._total / self.count
-        return {
-            "processing_mean_s": mean,
-            "processing_p50_s": percentile(recent, 50),
-            "processing_p95_s": percentile(recent, 95),
-            "percentiles_over": len(recent),
-            "mean_vs_thesis": mean / thesis_s,
-        }
+        return {f"{name}_mean_s": self._total / self.count, f"{name}_p50_s": percentile(recent, 50),
+                f"{name}_p95_s": percentile(recent, 95)}
+
+    def summary(self, thesis_s: float) -> dict:
+        """The processing figures with the window they cover and the mean against the thesis's Pi time."""
+        if not self.count:
+            return {}
+        figures = self.figures("processing")
+        return {**figures, "percentiles_over": self.kept, "mean_vs_thesis": figures["processing_mean_s"] / thesis_s}
 
 
 def percentile(values: np.ndarray, q: float) -> float:
