@@ -74,7 +74,7 @@ class SileroGate:
 
     def judge(self, signal: np.ndarray, rate: int) -> SpeechVerdict:
         started = time.perf_counter()
-        # Silero over a whole sentence cost 30x the classifier (README, *Its cost*): once a quarter second is
+        # Silero over a whole sentence cost about 37x the classifier (README, *Its cost*): once a quarter second is
         # SATURATED, no later one can raise the segment's probability by more than 1 - SATURATED, so stop.
         probability = span_probability(self.frame_probabilities(signal, rate, stop_at=SATURATED))
         return SpeechVerdict(probability >= self.threshold, probability, time.perf_counter() - started)

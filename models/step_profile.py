@@ -109,7 +109,7 @@ def shares(ops: list[dict], key, steps: int) -> list[tuple[str, float, float]]:
 
 
 def markdown(args, settings: TrainSettings, rows: list[tuple[str, float]], ops: list[dict], layers: list[str],
-             threads: int) -> str:
+             threads: int, batch: int) -> str:
     import keras
     import tensorflow as tf
 
@@ -125,7 +125,6 @@ def markdown(args, settings: TrainSettings, rows: list[tuple[str, float]], ops: 
              "random inputs of its shape, Adam as `ser-train` compiles it.", "",
              "| step | ms per utterance |", "|---|---|"]
     lines += [f"| {name} | {ms:.1f} |" for name, ms in rows]
-    batch = args.batches[len(args.batches) // 2] if args.batches else 32
     lines += ["", f"Profiler, batch {batch}, {args.steps} steps: self time per layer (forward and gradient ops "
               "together; ms per step).", "", "| layer | ms per step | share |", "|---|---|---|"]
     lines += [f"| {name} | {ms:.1f} | {pct:.1f} % |"
@@ -167,7 +166,7 @@ def run(args) -> None:
     rows.append((f"batch {middle} again, without XLA", ms_per_utterance(models[False], batch, args.steps)))
     layers = sorted((layer.name for layer in models[False].layers), key=len, reverse=True)
     ops = profiled_ops(models[False], batch, args.steps)
-    text = markdown(args, settings, rows, ops, layers, args.threads)
+    text = markdown(args, settings, rows, ops, layers, args.threads, middle)
     print(text)
     if args.out:
         atomic.write_text(args.out, text)
