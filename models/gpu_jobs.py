@@ -53,7 +53,9 @@ CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normali
                "-speed": ["--level-normalise", "--speed-perturb", "0.9,1.1"],
                # Each shipped recipe with training noise (models/noise.py): EMO-DB's, RAVDESS's.
                "-level-noise": ["--level-normalise", *NOISE],
-               "-speed-noise": ["--level-normalise", "--speed-perturb", "0.9,1.1", *NOISE]}
+               "-speed-noise": ["--level-normalise", "--speed-perturb", "0.9,1.1", *NOISE],
+               # A probe of per-speaker statistics (models/speaker_norm.py): cross-validation only.
+               "-speaker-norm": ["--speaker-normalise"]}
 
 
 def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False) -> Path:
@@ -77,7 +79,7 @@ def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
     jobs = [Job(f"{dataset}-{split}{tag}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,
                 out / f"fold_{k:02d}.json") for k in range(folds)]
-    if split == "random":
+    if split == "random" and "--speaker-normalise" not in extra:  # a probe trains no shipping model
         jobs.append(Job(f"{dataset}-final{tag}", base + ["--no-cv"], size * 1.1 * epochs, out / "final.keras"))
     return jobs
 

@@ -60,6 +60,7 @@ class TrainSettings:
     standardize: bool = True  # per-coefficient, statistics of the training part
     utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
     level_normalise: bool = False  # c0 to the training part's loudest-frame level (FeatureConfig.level_reference)
+    speaker_normalise: bool = False  # a probe: each speaker standardised by their own statistics (speaker_norm.py)
     speed_perturb: tuple[float, ...] = ()  # speeds of the perturbed copies drawn in training (feature_cache)
     noise_copies: int = 0  # noisy copies drawn in training (models/noise.py)
     noise_snr: tuple[float, ...] = ()  # (LOW, HIGH) dB their SNRs are drawn from; () without noise
@@ -114,6 +115,10 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
     """
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_run_file(out, settings, config, data)
+    if settings.speaker_normalise:
+        from ser_edge.models.speaker_norm import speaker_normalised
+
+        data = speaker_normalised(data)
     folds = make_folds(data.labels, data.speakers, folds=settings.folds, split=settings.split, seed=settings.seed,
                        validation_fraction=settings.validation_fraction)
     for fold in folds:

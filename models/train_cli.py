@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="move each utterance's c0 to the training part's loudest-frame level (the model's "
                              "feature contract then asks the runtime to do the same): predictions no longer "
                              "depend on the input gain")
+    parser.add_argument("--speaker-normalise", action="store_true",
+                        help="a cross-validation probe: standardise each speaker's features by that speaker's own "
+                             "statistics (models/speaker_norm.py); needs --no-final, the device has no such statistics")
     parser.add_argument("--speed-perturb", type=speeds_list, default=(), metavar="SPEEDS",
                         help="comma-separated speeds, e.g. 0.9,1.1: each training item is drawn from the original "
                              "and copies resampled to play that much faster (pitch, formants and tempo move "
@@ -130,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.speaker_normalise and not args.no_final:
+        raise SerEdgeError("--speaker-normalise is a cross-validation probe: the device has no per-speaker "
+                           "statistics, so no shipping model is trained with it; add --no-final")
     if args.bundle_float16 and not args.write_bundle:  # before any bundle or feature is read
         raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     from ser_edge.models.feature_cache import check_speeds
@@ -203,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
         bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,
-        speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
+        speaker_normalise=args.speaker_normalise or None, speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:

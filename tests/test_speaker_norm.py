@@ -1,0 +1,97 @@
+"""The per-speaker normalisation probe: each speaker standardised by their own statistics, copies with the
+plain utterances' statistics, no speaker's features depending on another's, and no shipping model trained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_edge.models import gpu_jobs
+from ser_edge.models.feature_cache import FeatureSet
+from ser_edge.models.speaker_norm import speaker_normalised
+from ser_edge.models.train import TrainSettings
+
+
+def feature_set(rng, speakers=("a", "b", "c"), per_speaker=4, frames=6, coefficients=3) -> FeatureSet:
+    rows = []
+    for k, _ in enumerate(speakers):  # each voice with its own offset and spread, as a real voice has
+        rows.append(rng.normal(loc=10.0 * k, scale=1.0 + k, size=(per_speaker, frames, coefficients)))
+    features = np.concatenate(rows).astype(np.float32)
+    n = len(features)
+    return FeatureSet(features=features, labels=np.arange(n) % 2, speakers=np.repeat(np.array(speakers), per_speaker),
+                      paths=np.array([f"{i}.wav" for i in range(n)]), label_names=("x", "y"),
+                      speeds=(0.9,), speed_features=(features + 3.0,),
+                      noise_snr=(5.0, 35.0), noise_features=(features * 2.0,))
+
+
+def test_each_speaker_is_standardised_by_their_own_statistics():
+    data = feature_set(np.random.default_rng(0))
+    normalised = speaker_normalised(data)
+    for speaker in ("a", "b", "c"):
+        frames = normalised.features[data.speakers == speaker].reshape(-1, 3).astype(np.float64)
+        assert np.allclose(frames.mean(axis=0), 0, atol=1e-5) and np.allclose(frames.std(axis=0), 1, atol=1e-5)
+    assert normalised.labels is data.labels and normalised.paths is data.paths
+    assert normalised.features.dtype == np.float32
+
+
+def test_copies_use_the_plain_utterances_statistics():
+    data = feature_set(np.random.default_rng(1))
+    normalised = speaker_normalised(data)
+    std = {s: data.features[data.speakers == s].reshape(-1, 3).std(axis=0) for s in ("a", "b", "c")}
+    per_row_std = np.stack([std[s] for s in data.speakers])[:, None, :]
+    # A copy 3 units up stays 3 units (in that speaker's std) above its normalised original ...
+    assert np.allclose(normalised.speed_features[0] - normalised.features, 3.0 / per_row_std, atol=1e-4)
+    # ... and a copy twice as loud is not normalised back to the original: its own statistics are never used.
+    assert not np.allclose(normalised.noise_features[0], normalised.features, atol=1e-2)
+
+
+def test_a_speakers_features_do_not_depend_on_another_speaker():
+    data = feature_set(np.random.default_rng(2))
+    changed = data.features.copy()
+    changed[data.speakers == "c"] *= 5.0
+    other = speaker_normalised(FeatureSet(features=changed, labels=data.labels, speakers=data.speakers,
+                                          paths=data.paths, label_names=data.label_names))
+    mine = speaker_normalised(data)
+    held_in = data.speakers != "c"
+    assert np.array_equal(mine.features[held_in], other.features[held_in])
+
+
+def test_the_setting_is_written_only_when_on():
+    assert "speaker_normalise" not in TrainSettings(dataset="emodb").to_dict()  # earlier run files still match
+    assert TrainSettings(dataset="emodb", speaker_normalise=True).to_dict()["speaker_normalise"] is True
+
+
+def test_no_shipping_model_is_trained_with_it(tmp_path):
+    refused = subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir",
+                              str(tmp_path), "--out", str(tmp_path / "run"), "--speaker-normalise"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0 and "add --no-final" in refused.stderr
+    assert not (tmp_path / "run").exists()
+    jobs = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["*-speaker-norm*"])
+    assert len(jobs) == 30 and all("--speaker-normalise" in job.args and "--no-final" in job.args for job in jobs)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from tests.generated_corpus import make_emodb_corpus
+
+    return make_emodb_corpus(tmp_path_factory.mktemp("emodb"), per_class=4)
+
+
+@pytest.mark.slow
+def test_a_speaker_normalised_fold_trains_and_says_so(tmp_path, corpus):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir",
+                           str(corpus), "--out", str(out), "--split", "speaker", "--folds", "3", "--only-fold", "0",
+                           "--epochs", "1", "--no-final", "--speaker-normalise", "--threads", "1",
+                           "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "run.json").read_text())["settings"]["speaker_normalise"] is True
+    fold = json.loads((out / "fold_00.json").read_text())
+    assert fold["epochs_run"] == 1 and fold["test_speakers"]
