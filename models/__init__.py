@@ -30,7 +30,8 @@ LOSSES = ("crossentropy", "margin")
 # Settings added after the first runs, written into run files only when on; absent means this value.
 # Here, so that attach_cv compares recipes without importing TensorFlow.
 WRITTEN_WHEN_ON = {"utterance_mean": False, "level_normalise": False, "speed_perturb": [], "init_seed": None,
-                   "noise_copies": 0, "noise_snr": [], "speaker_normalise": False}
+                   "noise_copies": 0, "noise_snr": [], "speaker_normalise": False,
+                   "add_corpus": ""}
 
 
 def shipped_dir() -> Path:

@@ -48,6 +48,10 @@ class FeatureSet:
     # Noisy copies for training (NoiseCopy 0, 1, ...), all with SNRs drawn from ``noise_snr`` (LOW, HIGH dB).
     noise_snr: tuple[float, ...] = ()
     noise_features: tuple[np.ndarray, ...] = ()
+    # The last ``added`` utterances come from another corpus (``added_corpus``; models/mixed_corpus.py):
+    # training material only, never in a validation or test part.
+    added: int = 0
+    added_corpus: str = ""
 
     def with_speeds(self, speeds: tuple[float, ...], speed_features: tuple[np.ndarray, ...]) -> "FeatureSet":
         if len(speeds) != len(speed_features) or any(f.shape != self.features.shape for f in speed_features):
@@ -155,6 +159,8 @@ def save_bundle(data: FeatureSet, path: Path, float16: bool = False) -> None:
               if data.speeds else {})
     if data.noise_features:
         speeds.update(noise_snr=np.array(data.noise_snr), noise_features=np.stack(data.noise_features).astype(dtype))
+    if data.added:
+        speeds.update(added=np.array(data.added), added_corpus=np.array(data.added_corpus))
     save = np.savez_compressed if float16 else np.savez
     with atomic.replacing(path) as partial:
         save(partial, features=data.features.astype(dtype), labels=data.labels, speakers=data.speakers,
@@ -172,4 +178,6 @@ def load_bundle(path: Path) -> FeatureSet:
         if "noise_snr" in bundle:
             data = data.with_noise(tuple(bundle["noise_snr"].tolist()),
                                    tuple(bundle["noise_features"].astype(np.float32, copy=False)))
+        if "added" in bundle:
+            data = dataclasses.replace(data, added=int(bundle["added"]), added_corpus=str(bundle["added_corpus"]))
     return data

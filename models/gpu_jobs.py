@@ -55,7 +55,11 @@ CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normali
                "-level-noise": ["--level-normalise", *NOISE],
                "-speed-noise": ["--level-normalise", "--speed-perturb", "0.9,1.1", *NOISE],
                # A probe of per-speaker statistics (models/speaker_norm.py): cross-validation only.
-               "-speaker-norm": ["--speaker-normalise"]}
+               "-speaker-norm": ["--speaker-normalise"],
+               # The other corpus's shared emotions as training material (models/mixed_corpus.py); ADDED is not
+               # a ser-train flag: it picks a bundle written with --add-corpus, which carries the added corpus.
+               "-level-plus": ["--level-normalise", "ADDED"]}
+OTHER_CORPUS = {"ravdess": "emodb", "emodb": "ravdess"}
 
 
 def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False) -> Path:
@@ -67,14 +71,17 @@ def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False)
     half precision, more than a lent machine receives beside the repository)."""
     speed = speed_bundles_only or "--speed-perturb" in extra
     noise = "--noise-perturb" in extra
-    return BUNDLES / f"{dataset}{'-speed' if speed else ''}{'-noise' if noise else ''}.npz"
+    plus = f"-plus-{OTHER_CORPUS[dataset]}" if "ADDED" in extra else ""
+    return BUNDLES / f"{dataset}{plus}{'-speed' if speed else ''}{'-noise' if noise else ''}.npz"
 
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],
             tag: str = "", speed_bundles_only: bool = False) -> list[Job]:
     out = runs / f"{dataset}-{split}{tag}"
-    size = training_size(dataset, folds)
+    # An added corpus brings about 0.8 of its utterances (the shared emotions) into every training part.
+    size = training_size(dataset, folds) + (UTTERANCES[OTHER_CORPUS[dataset]] * 0.8 if "ADDED" in extra else 0)
     bundle = bundle_for(dataset, extra, speed_bundles_only)
+    extra = [flag for flag in extra if flag != "ADDED"]
     base = ["--dataset", dataset, "--bundle", str(bundle), "--out", str(out),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
     jobs = [Job(f"{dataset}-{split}{tag}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,

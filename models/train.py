@@ -28,6 +28,7 @@ from ser_edge.edge.features import model_inputs, standardize
 from ser_edge.models.level_reference import level_reference
 from ser_edge.models import RECIPES, WRITTEN_WHEN_ON, metrics
 from ser_edge.models.feature_cache import FeatureSet
+from ser_edge.models.mixed_corpus import trained_dataset_size
 from ser_edge.models.splits import Fold, make_folds, validation_split
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class TrainSettings:
     utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
     level_normalise: bool = False  # c0 to the training part's loudest-frame level (FeatureConfig.level_reference)
     speaker_normalise: bool = False  # a probe: each speaker standardised by their own statistics (speaker_norm.py)
+    add_corpus: str = ""  # another corpus's shared emotions as training material only (mixed_corpus.py)
     speed_perturb: tuple[float, ...] = ()  # speeds of the perturbed copies drawn in training (feature_cache)
     noise_copies: int = 0  # noisy copies drawn in training (models/noise.py)
     noise_snr: tuple[float, ...] = ()  # (LOW, HIGH) dB their SNRs are drawn from; () without noise
@@ -119,8 +121,7 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
         from ser_edge.models.speaker_norm import speaker_normalised
 
         data = speaker_normalised(data)
-    folds = make_folds(data.labels, data.speakers, folds=settings.folds, split=settings.split, seed=settings.seed,
-                       validation_fraction=settings.validation_fraction)
+    folds = training_folds(data, settings)
     for fold in folds:
         fold_file = out / f"fold_{fold.index:02d}.json"
         if fold_file.exists():
@@ -137,6 +138,18 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
         log.info(f"fold {fold.index + 1}/{len(folds)}: test WAR {result['test']['war']:.4f} "
                  f"UAR {result['test']['uar']:.4f}; mean WAR so far {report['war']['mean']:.4f}")
     return write_report(out, data.label_names, settings)
+
+
+def training_folds(data: FeatureSet, settings: TrainSettings) -> list[Fold]:
+    """The folds of the trained dataset; an added corpus (``data.added``) joins every training part only."""
+    if data.added_corpus != settings.add_corpus:
+        raise SerEdgeError(f"the run adds {settings.add_corpus or 'no corpus'}, the features hold "
+                           f"{data.added_corpus or 'none'}")
+    size = trained_dataset_size(data)
+    folds = make_folds(data.labels[:size], data.speakers[:size], folds=settings.folds, split=settings.split,
+                       seed=settings.seed, validation_fraction=settings.validation_fraction)
+    added = np.arange(size, len(data.labels))
+    return [dataclasses.replace(fold, train=np.concatenate([fold.train, added])) for fold in folds]
 
 
 def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, config: FeatureConfig,
@@ -187,9 +200,10 @@ def fold_features(data: FeatureSet, train: np.ndarray, settings: TrainSettings, 
 def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig, out: Path,
                 cross_validation: dict | None, checkpoint_every: int = 10) -> Path:
     """The shipping model: all data but a validation split, which picks the epoch."""
-    everything = np.arange(len(data.labels))
-    train, validation = validation_split(everything, data.labels, data.speakers, split=settings.split,
+    size = trained_dataset_size(data)
+    train, validation = validation_split(np.arange(size), data.labels, data.speakers, split=settings.split,
                                          seed=settings.seed, fraction=settings.validation_fraction)
+    train = np.concatenate([train, np.arange(size, len(data.labels))])  # an added corpus: training only
     config = fold_features(data, train, settings, config)
     model, history = fit(data, train, validation, settings, config, seed=settings.training_seed, tag="final",
                          checkpoints=out / "final.ckpt", checkpoint_every=checkpoint_every)

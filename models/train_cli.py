@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speaker-normalise", action="store_true",
                         help="a cross-validation probe: standardise each speaker's features by that speaker's own "
                              "statistics (models/speaker_norm.py); needs --no-final, the device has no such statistics")
+    parser.add_argument("--add-corpus", metavar="NAME:DIR",
+                        help="another corpus's utterances of the emotions both share, as training material only "
+                             "(never validation or test; models/mixed_corpus.py), e.g. emodb:../shared/datasets/emodb")
     parser.add_argument("--speed-perturb", type=speeds_list, default=(), metavar="SPEEDS",
                         help="comma-separated speeds, e.g. 0.9,1.1: each training item is drawn from the original "
                              "and copies resampled to play that much faster (pitch, formants and tempo move "
@@ -146,6 +149,14 @@ def run(args: argparse.Namespace) -> int:
         raise SerEdgeError(f"--noise-perturb must be 0 to 8 copies, got {args.noise_perturb}")
     noise_snr = check_snr_range(args.noise_snr) if args.noise_perturb else ()
     label_names = LABELS[args.dataset]
+    added = None
+    if args.add_corpus:
+        from ser_edge.models import mixed_corpus
+
+        if args.bundle:
+            raise SerEdgeError("a bundle carries its added corpus: write one with --write-bundle and --add-corpus")
+        name, folder = mixed_corpus.parse(args.add_corpus, args.dataset)
+        added = name, mixed_corpus.added_utterances(name, folder, args.dataset)
     if args.bundle:
         from ser_edge.models.feature_cache import load_bundle
 
@@ -166,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
                                "--noise-snr")
         if not args.noise_perturb:
             bundle = bundle.without_noise()
-        labels = [label_names[i] for i in bundle.labels]
-        speakers = set(bundle.speakers.tolist())
+        size = len(bundle.labels) - bundle.added  # an added corpus is not the trained dataset
+        labels = [label_names[i] for i in bundle.labels[:size]]
+        speakers = set(bundle.speakers[:size].tolist())
         where = args.bundle
     else:
         utterances = read_dataset(args.dataset, args.data_dir)
@@ -179,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
             raise SerEdgeError("--write-bundle computes features from --data-dir; it cannot copy a --bundle")
         from ser_edge.models.feature_cache import load_features, save_bundle
 
-        data = load_features(utterances, label_names, FeatureConfig(reverse_axis=args.reverse_axis), args.cache_dir,
-                             speeds, args.noise_perturb, args.noise_snr)
+        config = FeatureConfig(reverse_axis=args.reverse_axis)
+        data = with_added_corpus(load_features(utterances, label_names, config, args.cache_dir, speeds,
+                                               args.noise_perturb, args.noise_snr), added, config, args)
         save_bundle(data, args.write_bundle, args.bundle_float16)
         print(f"{args.dataset}: {len(data.labels)} feature matrices written to {args.write_bundle}")
         return 0
@@ -198,8 +211,9 @@ def run(args: argparse.Namespace) -> int:
     from ser_edge.models.feature_cache import load_features
 
     config = FeatureConfig(reverse_axis=args.reverse_axis)
-    data = bundle if args.bundle else load_features(utterances, label_names, config, args.cache_dir, speeds,
-                                                    args.noise_perturb, args.noise_snr)
+    data = bundle if args.bundle else with_added_corpus(
+        load_features(utterances, label_names, config, args.cache_dir, speeds, args.noise_perturb, args.noise_snr),
+        added, config, args)
     from ser_edge.models.train import TrainSettings, run_cross_validation, train_final
 
     settings = TrainSettings.from_recipe(
@@ -209,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
         bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,
-        speaker_normalise=args.speaker_normalise or None, speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
+        speaker_normalise=args.speaker_normalise or None, add_corpus=data.added_corpus or None, speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:
@@ -223,6 +237,19 @@ def run(args: argparse.Namespace) -> int:
         path = train_final(data, settings, config, args.out, report, checkpoint_every=args.checkpoint_every)
         print(f"final model: {path}")
     return 0
+
+
+def with_added_corpus(data, added: tuple[str, list] | None, config: FeatureConfig, args: argparse.Namespace):
+    """``data`` with the ``--add-corpus`` utterances (their features made exactly like ``data``'s) appended."""
+    if added is None:
+        return data
+    from ser_edge.models.feature_cache import load_features
+    from ser_edge.models.mixed_corpus import with_added
+
+    name, utterances = added
+    extra = load_features(utterances, data.label_names, config, args.cache_dir, data.speeds,
+                          len(data.noise_features), args.noise_snr)
+    return with_added(data, extra, name)
 
 
 def limit_tensorflow_threads(threads: int) -> None:

@@ -75,3 +75,13 @@ def test_jobs_that_cannot_start_before_the_deadline_are_reported_as_skipped(tmp_
     assert all(entry.get("skipped") == "deadline" for entry in summary.values())
     assert json.dumps(summary)  # what jobs.json holds
     assert not list(Path(tmp_path / "logs").glob("*.log"))
+
+
+def test_a_run_with_the_other_corpus_reads_the_bundle_that_carries_it(tmp_path):
+    jobs = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["*-speaker-level-plus-fold0"])
+    bundles = {job.name: job.args[job.args.index("--bundle") + 1] for job in jobs}
+    assert bundles == {"ravdess-speaker-level-plus-fold0": ".gpu/ravdess-plus-emodb.npz",
+                       "emodb-speaker-level-plus-fold0": ".gpu/emodb-plus-ravdess.npz"}
+    assert all("ADDED" not in job.args and "--level-normalise" in job.args for job in jobs)
+    plain = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["ravdess-speaker-level-fold0"])[0]
+    assert jobs[0].weight > plain.weight  # more training utterances, a longer job
