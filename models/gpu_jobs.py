@@ -182,14 +182,19 @@ def run(jobs: list[Job], workers: int, deadline_s: float, logs: Path) -> dict:
                                                   start_new_session=True), time.monotonic() - started, job)
             log.info("[%6.0f s] started %s", now, job.name)
         time.sleep(1)
-    for name, (process, began, job) in running.items():  # out of time: stop, keep checkpoints
-        os.killpg(process.pid, signal.SIGINT)
+    # Out of time: stop, keep the checkpoints. SIGTERM, not SIGINT: started in the background by a
+    # non-interactive shell (gpu_run.sh), this runner and its jobs inherit SIGINT ignored.
+    for name, (process, began, job) in running.items():
+        os.killpg(process.pid, signal.SIGTERM)
     for name, (process, began, job) in running.items():
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-        finished[name] = {"rc": "stopped at the deadline", "seconds": round(time.monotonic() - started - began, 1)}
+            process.wait()
+        ended_by = signal.Signals(-process.returncode).name if process.returncode < 0 else process.returncode
+        finished[name] = {"rc": "stopped at the deadline", "ended_by": ended_by,
+                          "seconds": round(time.monotonic() - started - began, 1)}
     for job in pending:
         finished[job.name] = {"rc": None, "skipped": "deadline"}
     return finished

@@ -85,3 +85,29 @@ def test_a_run_with_the_other_corpus_reads_the_bundle_that_carries_it(tmp_path):
     assert all("ADDED" not in job.args and "--level-normalise" in job.args for job in jobs)
     plain = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["ravdess-speaker-level-fold0"])[0]
     assert jobs[0].weight > plain.weight  # more training utterances, a longer job
+
+
+@pytest.mark.slow
+def test_a_job_still_training_at_the_deadline_is_stopped_even_with_sigint_ignored(tmp_path):
+    """On the lent machine gpu_run.sh starts the runner in the background, so it and its jobs ignore SIGINT."""
+    import subprocess
+    import sys
+
+    from tests.generated_corpus import make_emodb_corpus
+
+    corpus = make_emodb_corpus(tmp_path / "corpus", per_class=4)
+    script = f"""
+import json, signal
+from pathlib import Path
+from ser_edge.models import gpu_jobs
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a non-interactive shell has it
+job = gpu_jobs.Job("long", ["--dataset", "emodb", "--data-dir", {str(corpus)!r}, "--out", {str(tmp_path / "run")!r},
+                           "--folds", "3", "--only-fold", "0", "--epochs", "500", "--no-final", "--threads", "1",
+                           "--checkpoint-every", "1", "--cache-dir", {str(tmp_path / "cache")!r}], 1.0)
+print(json.dumps(gpu_jobs.run([job], workers=1, deadline_s=45, logs=Path({str(tmp_path / "logs")!r}))))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])["long"]
+    assert summary["rc"] == "stopped at the deadline" and summary["ended_by"] == "SIGTERM"
+    assert (tmp_path / "run" / "fold_00.ckpt").is_dir()  # the next call resumes from it
