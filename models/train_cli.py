@@ -222,8 +222,10 @@ def run(args: argparse.Namespace) -> int:
         init_seed=args.init_seed, jit_compile=args.jit_compile, ablate=tuple(args.ablate),
         learning_rate=args.learning_rate,
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
-        bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean, level_normalise=args.level_normalise,
-        speaker_normalise=args.speaker_normalise or None, add_corpus=data.added_corpus or None, speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
+        bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean,
+        level_normalise=args.level_normalise, speaker_normalise=args.speaker_normalise or None,
+        add_corpus=data.added_corpus or None,  # a bundle carries it; --add-corpus put it in data otherwise
+        speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)
     report = None
     if not args.no_cv:
