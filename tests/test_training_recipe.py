@@ -200,8 +200,11 @@ tensorflow = pytest.importorskip("tensorflow", reason="needs the train extra: pi
 
 
 def ser_train(*args: str) -> subprocess.Popen:
+    # SIGINT as a terminal's Ctrl-C delivers it: a test run started in the background of a script inherits
+    # SIGINT ignored, and so would ser-train, which then never sees the interrupt the resume test sends.
     return subprocess.Popen([sys.executable, "-m", "ser_edge.models.train_cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.fixture(scope="module")
