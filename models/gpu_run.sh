@@ -19,6 +19,7 @@ python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'ker
 archive() {  # write-then-rename, so a kill mid-write leaves the previous archive whole
   tar czf "${OUT:-.}/.runs-gpu.tgz" runs/gpu && mv "${OUT:-.}/.runs-gpu.tgz" "${OUT:-.}/runs-gpu.tgz"
 }
+bash models/join_parts.sh || exit 1  # bundles that came in parts over consecutive calls
 mkdir -p runs/gpu
 python3 -m ser_edge.models.gpu_jobs --runs runs/gpu "$@" &
 jobs_pid=$!
