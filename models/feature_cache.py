@@ -71,6 +71,11 @@ class FeatureSet:
         return dataclasses.replace(self, noise_snr=(), noise_features=())
 
     @property
+    def trained_size(self) -> int:
+        """How many utterances, from the front, belong to the dataset the figures are about."""
+        return len(self.labels) - self.added
+
+    @property
     def copies(self) -> tuple[np.ndarray, ...]:
         """Every perturbed copy training draws from besides the original: speeds, then noise."""
         return (*self.speed_features, *self.noise_features)

@@ -56,32 +56,36 @@ CV_VARIANTS = {"": [], "-cms": ["--utterance-mean"], "-level": ["--level-normali
                "-speed-noise": ["--level-normalise", "--speed-perturb", "0.9,1.1", *NOISE],
                # A probe of per-speaker statistics (models/speaker_norm.py): cross-validation only.
                "-speaker-norm": ["--speaker-normalise"],
-               # The other corpus's shared emotions as training material (models/mixed_corpus.py); ADDED is not
-               # a ser-train flag: it picks a bundle written with --add-corpus, which carries the added corpus.
-               "-level-plus": ["--level-normalise", "ADDED"]}
+               # With the other corpus's shared emotions as training material (models/mixed_corpus.py).
+               "-level-plus": ["--level-normalise"]}
+# Variants that read a bundle written with --add-corpus (the bundle carries the added corpus; ser-train refuses
+# --add-corpus beside --bundle), and which corpus each dataset's bundle adds.
+WITH_OTHER_CORPUS = {"-level-plus"}
 OTHER_CORPUS = {"ravdess": "emodb", "emodb": "ravdess"}
 
 
-def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False) -> Path:
+def bundle_for(dataset: str, extra: list[str], speed_bundles_only: bool = False,
+               other_corpus: bool = False) -> Path:
     """Speed-perturbed runs need a bundle written with the same --speed-perturb (three times the size).
     That bundle also holds the plain features, so with ``speed_bundles_only`` every run reads it and one
     file per dataset travels (.gpu/ravdess-speed.npz written with --bundle-float16 is 38 MB).
     Runs with training noise read a bundle written with the same --noise-perturb and --noise-snr
     (DATASET-noise.npz, or DATASET-speed-noise.npz with speeds too: five versions of RAVDESS, 66.2 MB at
-    half precision, more than a lent machine receives beside the repository)."""
+    half precision, more than one call carries beside the repository: it travels in parts, join_parts.sh).
+    With ``other_corpus``, the bundle written with --add-corpus (DATASET-plus-OTHER...npz)."""
     speed = speed_bundles_only or "--speed-perturb" in extra
     noise = "--noise-perturb" in extra
-    plus = f"-plus-{OTHER_CORPUS[dataset]}" if "ADDED" in extra else ""
+    plus = f"-plus-{OTHER_CORPUS[dataset]}" if other_corpus else ""
     return BUNDLES / f"{dataset}{plus}{'-speed' if speed else ''}{'-noise' if noise else ''}.npz"
 
 
 def cv_jobs(dataset: str, split: str, folds: int, epochs: int, runs: Path, extra: list[str],
             tag: str = "", speed_bundles_only: bool = False) -> list[Job]:
     out = runs / f"{dataset}-{split}{tag}"
+    other = tag in WITH_OTHER_CORPUS
     # An added corpus brings about 0.8 of its utterances (the shared emotions) into every training part.
-    size = training_size(dataset, folds) + (UTTERANCES[OTHER_CORPUS[dataset]] * 0.8 if "ADDED" in extra else 0)
-    bundle = bundle_for(dataset, extra, speed_bundles_only)
-    extra = [flag for flag in extra if flag != "ADDED"]
+    size = training_size(dataset, folds) + (UTTERANCES[OTHER_CORPUS[dataset]] * 0.8 if other else 0)
+    bundle = bundle_for(dataset, extra, speed_bundles_only, other)
     base = ["--dataset", dataset, "--bundle", str(bundle), "--out", str(out),
             "--split", split, "--folds", str(folds), "--epochs", str(epochs), "--track-test", *extra]
     jobs = [Job(f"{dataset}-{split}{tag}-fold{k}", base + ["--only-fold", str(k), "--no-final"], size * epochs,

@@ -62,15 +62,12 @@ def with_added(data: FeatureSet, extra: FeatureSet, corpus: str) -> FeatureSet:
     if extra.label_names != data.label_names or extra.speeds != data.speeds or extra.noise_snr != data.noise_snr \
             or len(extra.noise_features) != len(data.noise_features):
         raise SerEdgeError(f"{corpus}'s features were not made like the trained dataset's (labels, speeds or noise)")
-    join = lambda a, b: np.concatenate([a, b])  # noqa: E731 - the same join for every array
+    def join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, b])
+
     return dataclasses.replace(
         data, features=join(data.features, extra.features), labels=join(data.labels, extra.labels),
         speakers=join(data.speakers, extra.speakers), paths=join(data.paths, extra.paths),
         speed_features=tuple(join(a, b) for a, b in zip(data.speed_features, extra.speed_features)),
         noise_features=tuple(join(a, b) for a, b in zip(data.noise_features, extra.noise_features)),
         added=len(extra.labels), added_corpus=corpus)
-
-
-def trained_dataset_size(data: FeatureSet) -> int:
-    """How many utterances, from the front, belong to the dataset the figures are about."""
-    return len(data.labels) - data.added

@@ -28,7 +28,6 @@ from ser_edge.edge.features import model_inputs, standardize
 from ser_edge.models.level_reference import level_reference
 from ser_edge.models import RECIPES, WRITTEN_WHEN_ON, metrics
 from ser_edge.models.feature_cache import FeatureSet
-from ser_edge.models.mixed_corpus import trained_dataset_size
 from ser_edge.models.splits import Fold, make_folds, validation_split
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ def training_folds(data: FeatureSet, settings: TrainSettings) -> list[Fold]:
     if data.added_corpus != settings.add_corpus:
         raise SerEdgeError(f"the run adds {settings.add_corpus or 'no corpus'}, the features hold "
                            f"{data.added_corpus or 'none'}")
-    size = trained_dataset_size(data)
+    size = data.trained_size
     folds = make_folds(data.labels[:size], data.speakers[:size], folds=settings.folds, split=settings.split,
                        seed=settings.seed, validation_fraction=settings.validation_fraction)
     added = np.arange(size, len(data.labels))
@@ -200,7 +199,7 @@ def fold_features(data: FeatureSet, train: np.ndarray, settings: TrainSettings, 
 def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig, out: Path,
                 cross_validation: dict | None, checkpoint_every: int = 10) -> Path:
     """The shipping model: all data but a validation split, which picks the epoch."""
-    size = trained_dataset_size(data)
+    size = data.trained_size
     train, validation = validation_split(np.arange(size), data.labels, data.speakers, split=settings.split,
                                          seed=settings.seed, fraction=settings.validation_fraction)
     train = np.concatenate([train, np.arange(size, len(data.labels))])  # an added corpus: training only

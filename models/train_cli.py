@@ -177,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
                                "--noise-snr")
         if not args.noise_perturb:
             bundle = bundle.without_noise()
-        size = len(bundle.labels) - bundle.added  # an added corpus is not the trained dataset
-        labels = [label_names[i] for i in bundle.labels[:size]]
-        speakers = set(bundle.speakers[:size].tolist())
+        own = bundle.trained_size  # an added corpus is not the trained dataset
+        labels = [label_names[i] for i in bundle.labels[:own]]
+        speakers = set(bundle.speakers[:own].tolist())
         where = args.bundle
     else:
         utterances = read_dataset(args.dataset, args.data_dir)
