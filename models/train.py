@@ -3,6 +3,7 @@
 Layout of an output folder:
   run.json            settings + feature config; a resumed run must match it
   fold_NN.json        one finished fold: test metrics, predictions, chosen epoch
+  fold_NN.keras       with keep_models: that fold's model (its feature config is in fold_NN.json)
   report.json/.md     aggregate over the finished folds (rewritten after each)
   confusion.png       summed confusion matrix over the finished folds
   final.keras/.json   the model trained for shipping (all data but a validation split)
@@ -109,10 +110,11 @@ class TrainSettings:
 
 def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: FeatureConfig, out: Path,
                          only_folds: list[int] | None = None, checkpoint_every: int = 10,
-                         track_test: bool = False) -> dict:
+                         track_test: bool = False, keep_models: bool = False) -> dict:
     """Train and test every fold not already finished in ``out``; return the aggregate report.
 
-    A fold interrupted mid-way resumes from its last checkpoint (``fold_NN.ckpt/``).
+    A fold interrupted mid-way resumes from its last checkpoint (``fold_NN.ckpt/``). With
+    ``keep_models`` each fold's model is saved beside its result, for probes that re-test it.
     """
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_run_file(out, settings, config, data)
@@ -130,7 +132,8 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
             continue
         checkpoints = out / f"fold_{fold.index:02d}.ckpt"
         result = train_and_test_fold(data, fold, settings, config, total=len(folds), checkpoints=checkpoints,
-                                     checkpoint_every=checkpoint_every, track_test=track_test)
+                                     checkpoint_every=checkpoint_every, track_test=track_test,
+                                     keep_model=out / f"fold_{fold.index:02d}.keras" if keep_models else None)
         atomic.write_json(fold_file, result)
         shutil.rmtree(checkpoints, ignore_errors=True)
         report = write_report(out, data.label_names, settings)
@@ -153,7 +156,7 @@ def training_folds(data: FeatureSet, settings: TrainSettings) -> list[Fold]:
 
 def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, config: FeatureConfig,
                         total: int, checkpoints: Path | None = None, checkpoint_every: int = 10,
-                        track_test: bool = False) -> dict:
+                        track_test: bool = False, keep_model: Path | None = None) -> dict:
     assert not set(fold.test) & (set(fold.train) | set(fold.validation)), "test items leaked into training"
     started = time.monotonic()
     config = fold_features(data, fold.train, settings, config)
@@ -163,6 +166,9 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
                          checkpoints=checkpoints, checkpoint_every=checkpoint_every, diagnostic_test=diagnostic)
     probabilities = predict(model, data.features[fold.test], config)
     predicted = probabilities.argmax(axis=1)
+    if keep_model is not None:
+        with atomic.replacing(keep_model) as partial:
+            model.save(partial)
     return {
         "fold": fold.index,
         "sizes": {"train": len(fold.train), "validation": len(fold.validation), "test": len(fold.test)},
@@ -181,6 +187,7 @@ def train_and_test_fold(data: FeatureSet, fold: Fold, settings: TrainSettings, c
         "test_paths": data.paths[fold.test].tolist(),
         "test_true": data.labels[fold.test].tolist(),
         "test_predicted": predicted.tolist(),
+        "features": config.to_dict(),  # the fold's input normalisation: what re-testing its model needs
     }
 
 

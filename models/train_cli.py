@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="save weights and optimiser state every N epochs; an interrupted fold resumes there")
     parser.add_argument("--track-test", action="store_true",
                         help="record each fold's test accuracy per epoch (diagnostic only: it chooses nothing)")
+    parser.add_argument("--keep-fold-models", action="store_true",
+                        help="save each fold's model as fold_NN.keras beside its result (for probes that re-test it)")
     parser.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation")
     parser.add_argument("--split", choices=SPLITS, default="random")
     parser.add_argument("--seed", type=int, default=42)
@@ -230,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     report = None
     if not args.no_cv:
         report = run_cross_validation(data, settings, config, args.out, only_folds=args.only_fold,
-                                      checkpoint_every=args.checkpoint_every, track_test=args.track_test)
+                                      checkpoint_every=args.checkpoint_every, track_test=args.track_test,
+                                      keep_models=args.keep_fold_models)
         print(f"{args.dataset}: {report['folds_finished']}/{report['folds_planned']} folds, "
               f"WAR mean {100 * report['war']['mean']:.2f} % (std {100 * report['war']['std']:.2f}), "
               f"UAR mean {100 * report['uar']['mean']:.2f} %; report in {args.out / 'report.md'}")

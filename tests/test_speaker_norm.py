@@ -85,13 +85,69 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_a_speaker_normalised_fold_trains_and_says_so(tmp_path, corpus):
+def test_a_speaker_normalised_fold_trains_keeps_its_model_and_is_re_tested_with_enrolments(tmp_path, corpus):
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir",
                            str(corpus), "--out", str(out), "--split", "speaker", "--folds", "3", "--only-fold", "0",
-                           "--epochs", "1", "--no-final", "--speaker-normalise", "--threads", "1",
+                           "--epochs", "1", "--no-final", "--speaker-normalise", "--threads", "1", "--keep-fold-models",
                            "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((out / "run.json").read_text())["settings"]["speaker_normalise"] is True
     fold = json.loads((out / "fold_00.json").read_text())
     assert fold["epochs_run"] == 1 and fold["test_speakers"]
+    assert (out / "fold_00.keras").is_file() and fold["features"]["input_mean"]  # the model and its normalisation
+
+    probed = subprocess.run([sys.executable, "-m", "ser_edge.models.enrolment_probe", str(out), "--data-dir",
+                             str(corpus), "--sentences", "1,2", "--draws", "3", "--cache-dir", str(tmp_path / "cache")],
+                            capture_output=True, text=True, timeout=600)
+    assert probed.returncode == 0, probed.stderr[-2000:]
+    report = json.loads((out / "enrolment.json").read_text())
+    # The kept model with every statistic gives exactly ser-train's figure: the probe re-tests what was measured.
+    assert report["folds"] == [{"fold": 0, "reproduced": pytest.approx(fold["test"]["war"], abs=1e-9),
+                                "reported": fold["test"]["war"]}]
+    per_speaker = len(fold["test_paths"]) // len(fold["test_speakers"])
+    for row in report["rows"]:  # every held-out utterance not enrolled is tested, none twice
+        assert row["utterances"] == per_speaker - row["sentences"]
+        assert 0 <= row["right"] <= row["utterances"] and 0 <= row["right_with_all"] <= row["utterances"]
+    modes = {(s["mode"], s["sentences"]) for s in report["summary"]}
+    assert modes == {("none", 0), ("any", 1), ("any", 2)}  # EMO-DB's one neutral utterance a speaker: no calm pool
+    assert (out / "enrolment.md").read_text() in probed.stdout
+
+
+def test_the_enrolment_probe_refuses_a_run_it_cannot_re_test(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "run.json").write_text(json.dumps({"settings": {"dataset": "emodb"}}))
+    for folder, expected in ((tmp_path / "none", "no run.json"), (plain, "not a --speaker-normalise run")):
+        refused = subprocess.run([sys.executable, "-m", "ser_edge.models.enrolment_probe", str(folder), "--data-dir",
+                                  str(tmp_path)], capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and expected in refused.stderr
+        assert refused.stderr.strip().count("\n") == 0
+    assert not (plain / "enrolment.json").exists()
+
+
+def test_enrolments_draw_distinct_utterances_from_their_pool():
+    from ser_edge.models.enrolment_probe import enrolments
+
+    names = ("neutral", "calm", "happy")
+    labels = np.array([0, 1, 1, 2, 2, 2, 2, 2])
+    drawn = enrolments(labels, names, [1, 2, 3, 8], draws=4, rng=np.random.default_rng(0))
+    sizes = {(mode, k) for mode, k, _, _ in drawn}
+    assert sizes == {("none", 0), ("any", 1), ("any", 2), ("any", 3), ("calm", 1), ("calm", 2)}  # a pool keeps one
+    for mode, k, _, chosen in drawn:
+        assert len(chosen) == k == len(set(chosen.tolist()))
+        if mode == "calm":
+            assert set(labels[chosen].tolist()) <= {0, 1}
+    assert len(drawn) == 6 * 4
+
+
+def test_standardised_by_its_own_frames_has_zero_mean_and_unit_spread():
+    from ser_edge.models.enrolment_probe import standardised
+
+    features = np.random.default_rng(1).normal(5.0, 3.0, size=(4, 10, 3)).astype(np.float32)
+    out = standardised(features, features).reshape(-1, 3)
+    assert np.allclose(out.mean(axis=0), 0, atol=1e-5) and np.allclose(out.std(axis=0), 1, atol=1e-4)
+    # and the same numbers as the training-time probe gives a speaker (models/speaker_norm.py)
+    data = FeatureSet(features=features, labels=np.zeros(4, dtype=np.int64), speakers=np.array(["a"] * 4),
+                      paths=np.array(["1", "2", "3", "4"]), label_names=("x",))
+    assert np.allclose(speaker_normalised(data).features, standardised(features, features), atol=1e-6)

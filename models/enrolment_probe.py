@@ -1,0 +1,191 @@
+"""How many sentences per-speaker normalisation needs: re-tests a speaker-normalised run's fold models.
+
+    python -m ser_edge.models.enrolment_probe RUN --data-dir ../shared/datasets/ravdess [--draws 10]
+
+``ser-train --speaker-normalise`` (models/speaker_norm.py) standardises each
+held-out speaker by statistics from all of that speaker's utterances: an
+upper bound, since a device knows only what its user has said to it. With
+the fold models that ``--keep-fold-models`` saved, this measures what is
+left of the gain when a held-out speaker's statistics come from k of their
+utterances (an enrolment), and each of their other utterances is tested:
+
+  any    k utterances of any emotion (a user who enrols while talking normally)
+  calm   k of their neutral or calm utterances (a user reading sentences calmly)
+  none   no enrolment: statistics pooled over the fold's training speakers
+
+Every draw is compared, utterance for utterance, with the same utterances
+standardised by all of the speaker's statistics (what ``ser-train``
+reported). Nothing is trained and no label chooses anything but the ``calm``
+enrolment's utterances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ser_edge.edge import atomic, command
+from ser_edge.edge.config import FeatureConfig
+from ser_edge.edge.datasets import read_dataset
+from ser_edge.edge.errors import SerEdgeError
+
+CALM_LABELS = ("neutral", "calm")
+
+
+def standardised(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """``features`` standardised by the per-coefficient mean and std of ``frames`` (utterances x frames x coefficients),
+    as models/speaker_norm.py does with all of a speaker's utterances."""
+    pooled = frames.astype(np.float64).reshape(-1, frames.shape[-1])
+    return ((features - pooled.mean(axis=0)) / np.maximum(pooled.std(axis=0), 1e-6)).astype(np.float32)
+
+
+def enrolments(labels: np.ndarray, label_names: tuple[str, ...], sentences: list[int], draws: int,
+               rng: np.random.Generator) -> list[tuple[str, int, int, np.ndarray]]:
+    """(mode, k, draw, indices into one speaker's utterances) for every enrolment to try."""
+    calm = np.flatnonzero(np.isin(np.asarray(label_names)[labels], CALM_LABELS))
+    everyone = np.arange(len(labels))
+    out = [("none", 0, d, everyone[:0]) for d in range(draws)]
+    for mode, pool in (("any", everyone), ("calm", calm)):
+        for k in sentences:
+            if k < len(pool):  # at least one utterance of the pool stays to be tested
+                out += [(mode, k, d, rng.choice(pool, size=k, replace=False)) for d in range(draws)]
+    return out
+
+
+def probe_fold(model, config: FeatureConfig, fold: dict, features: np.ndarray, labels: np.ndarray,
+               speakers: np.ndarray, label_names: tuple[str, ...], sentences: list[int], draws: int,
+               rng: np.random.Generator) -> tuple[float, list[dict]]:
+    """The fold's accuracy with every statistic (ser-train's figure, reproduced), and one row per
+    (mode, k, draw, speaker): utterances tested, right with the enrolment, right with every statistic."""
+    from ser_edge.models.train import predict
+
+    held_out = np.isin(speakers, fold["test_speakers"])
+    pooled = features[~held_out]
+    batches, rows = [], []
+    full_right = {}
+    for speaker in fold["test_speakers"]:
+        own = np.flatnonzero(speakers == speaker)
+        everything = standardised(features[own], features[own])
+        full_right[speaker] = predict(model, everything, config).argmax(axis=1) == labels[own]
+        for mode, k, draw, enrolled in enrolments(labels[own], label_names, sentences, draws, rng):
+            tested = np.setdiff1d(np.arange(len(own)), enrolled)
+            frames = pooled if mode == "none" else features[own[enrolled]]
+            batches.append(standardised(features[own[tested]], frames))
+            rows.append({"mode": mode, "sentences": k, "draw": draw, "speaker": speaker, "tested": tested})
+    right = predict(model, np.concatenate(batches), config).argmax(axis=1) == np.concatenate(
+        [labels[np.flatnonzero(speakers == row["speaker"])[row["tested"]]] for row in rows])
+    start = 0
+    for row in rows:
+        tested = row.pop("tested")
+        row["utterances"] = len(tested)
+        row["right"] = int(right[start:start + len(tested)].sum())
+        row["right_with_all"] = int(full_right[row["speaker"]][tested].sum())
+        start += len(tested)
+    everything_right = np.concatenate(list(full_right.values()))
+    return float(everything_right.mean()), rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per (mode, k): accuracy over all tested utterances of every fold, its spread over the draws, and
+    the paired accuracy of the same utterances with every statistic."""
+    summary = []
+    for mode, k in sorted({(r["mode"], r["sentences"]) for r in rows}, key=lambda mk: (mk[0] != "none", mk)):
+        chosen = [r for r in rows if r["mode"] == mode and r["sentences"] == k]
+        per_draw = {}
+        for r in chosen:
+            n, right, right_all = per_draw.get(r["draw"], (0, 0, 0))
+            per_draw[r["draw"]] = (n + r["utterances"], right + r["right"], right_all + r["right_with_all"])
+        accuracy = np.array([right / n for n, right, _ in per_draw.values()])
+        with_all = np.array([right_all / n for n, _, right_all in per_draw.values()])
+        summary.append({"mode": mode, "sentences": k, "draws": len(per_draw),
+                        "accuracy": float(accuracy.mean()), "accuracy_std_over_draws": float(accuracy.std()),
+                        "accuracy_with_all": float(with_all.mean()),
+                        "difference": float((accuracy - with_all).mean())})
+    return summary
+
+
+def markdown(run: Path, folds: list[dict], summary: list[dict]) -> str:
+    lines = [f"# Enrolment probe: {run}", "",
+             "Fold models re-tested; ser-train's figure (every statistic) reproduced per fold: " +
+             ", ".join(f"fold {f['fold'] + 1} {100 * f['reproduced']:.2f} % (ser-train {100 * f['reported']:.2f})"
+                       for f in folds), "",
+             "| enrolment | sentences | accuracy % (mean over draws ± std) | same utterances, every statistic % | "
+             "difference (points) |", "|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['mode']} | {s['sentences']} | {100 * s['accuracy']:.2f} ± "
+                     f"{100 * s['accuracy_std_over_draws']:.2f} | {100 * s['accuracy_with_all']:.2f} | "
+                     f"{100 * s['difference']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def probe(run_dir: Path, data_dir: Path, sentences: list[int], draws: int, seed: int,
+          cache_dir: Path | None) -> str:
+    """Re-test every fold model of ``run_dir``; write enrolment.json/.md there; return the markdown."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text())
+        settings = run["settings"]
+    except FileNotFoundError:
+        raise SerEdgeError(f"{run_dir}: no run.json; not a ser-train run folder") from None
+    except (json.JSONDecodeError, KeyError) as error:
+        raise SerEdgeError(f"{run_dir}/run.json: not a ser-train run file ({error})") from None
+    if not settings.get("speaker_normalise"):
+        raise SerEdgeError(f"{run_dir}: not a --speaker-normalise run; there is nothing to enrol")
+    if draws < 1 or min(sentences) < 1:
+        raise SerEdgeError("--draws and every --sentences size must be at least 1")
+    models = sorted(run_dir.glob("fold_*.keras"))
+    if not models:
+        raise SerEdgeError(f"{run_dir}: no fold models; train the folds with --keep-fold-models")
+    utterances = read_dataset(settings["dataset"], data_dir)
+
+    import keras
+
+    import ser_edge.models.tpmnet  # noqa: F401  registers the custom layers
+    from ser_edge.models.feature_cache import load_features
+
+    label_names = tuple(run["label_names"])
+    data = load_features(utterances, label_names, FeatureConfig.from_dict(run["features"]), cache_dir)
+    rng = np.random.default_rng(seed)
+    folds, rows = [], []
+    for path in models:
+        fold = json.loads(path.with_suffix(".json").read_text())
+        model = keras.saving.load_model(path, compile=False)
+        reproduced, fold_rows = probe_fold(model, FeatureConfig.from_dict(fold["features"]), fold, data.features,
+                                           data.labels, data.speakers, label_names, sentences, draws, rng)
+        folds.append({"fold": fold["fold"], "reproduced": reproduced, "reported": fold["test"]["war"]})
+        rows += [{"fold": fold["fold"], **row} for row in fold_rows]
+    summary = summarise(rows)
+    atomic.write_json(run_dir / "enrolment.json", {"folds": folds, "sentences": sentences, "draws": draws,
+                                                   "seed": seed, "summary": summary, "rows": rows})
+    report = markdown(run_dir, folds, summary)
+    atomic.write_text(run_dir / "enrolment.md", report)
+    return report
+
+
+def sizes_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of sentence counts: {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ser_edge.models.enrolment_probe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a ser-train --speaker-normalise --keep-fold-models run folder")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--sentences", type=sizes_list, default=[1, 2, 4, 8, 16], help="enrolment sizes, e.g. 1,2,4")
+    parser.add_argument("--draws", type=int, default=10, help="random enrolments per speaker and size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", type=Path)
+    args = parser.parse_args(argv)
+    command.log_to_stderr("warning")
+    return command.run("enrolment_probe", lambda: print(probe(args.run, args.data_dir, args.sentences, args.draws,
+                                                              args.seed, args.cache_dir), end=""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
