@@ -71,7 +71,11 @@ def test_each_shipped_variant_carries_the_threshold_the_rule_gives_on_its_valida
         assert record is not None, f"{model.name} carries no uncertainty threshold"
         confidences, correct = validation_predictions(model, data_dir, validation_files(default_sidecar(model)))
         choice = choose_threshold(confidences, correct)
-        assert record["threshold"] == pytest.approx(choice.threshold, abs=1e-5), model.name
+        # Dynamic-range kernels quantise activations at run time, differently on different CPUs: emodb-dynamic's
+        # threshold came out 4.5e-5 apart on two x86 dev machines (2026-11-27). What the rule decides from it
+        # (how many files it accepts, whether it reaches its target) must still match exactly.
+        tolerance = 2e-4 if model.stem.endswith("-dynamic") else 1e-5
+        assert record["threshold"] == pytest.approx(choice.threshold, abs=tolerance), model.name
         assert (record["accepted"], record["validation_files"], record["target_reached"]) == \
                (choice.accepted, len(confidences), choice.reached)
         assert (record["target_accuracy"], record["rule"]) == (TARGET_ACCURACY, rule())
