@@ -32,15 +32,16 @@ from ser_edge.edge import atomic, command
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.datasets import read_dataset
 from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models.speaker_norm import frame_statistics
 
 CALM_LABELS = ("neutral", "calm")
 
 
 def standardised(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """``features`` standardised by the per-coefficient mean and std of ``frames`` (utterances x frames x coefficients),
-    as models/speaker_norm.py does with all of a speaker's utterances."""
-    pooled = frames.astype(np.float64).reshape(-1, frames.shape[-1])
-    return ((features - pooled.mean(axis=0)) / np.maximum(pooled.std(axis=0), 1e-6)).astype(np.float32)
+    """``features`` standardised by the statistics of ``frames``, as models/speaker_norm.py does with all of a
+    speaker's utterances."""
+    mean, std = frame_statistics(frames)
+    return ((features - mean) / std).astype(np.float32)
 
 
 def enrolments(labels: np.ndarray, label_names: tuple[str, ...], sentences: list[int], draws: int,
@@ -65,7 +66,7 @@ def probe_fold(model, config: FeatureConfig, fold: dict, features: np.ndarray, l
 
     held_out = np.isin(speakers, fold["test_speakers"])
     pooled = features[~held_out]
-    batches, rows = [], []
+    batches, expected, rows = [], [], []
     full_right = {}
     for speaker in fold["test_speakers"]:
         own = np.flatnonzero(speakers == speaker)
@@ -75,9 +76,9 @@ def probe_fold(model, config: FeatureConfig, fold: dict, features: np.ndarray, l
             tested = np.setdiff1d(np.arange(len(own)), enrolled)
             frames = pooled if mode == "none" else features[own[enrolled]]
             batches.append(standardised(features[own[tested]], frames))
+            expected.append(labels[own[tested]])
             rows.append({"mode": mode, "sentences": k, "draw": draw, "speaker": speaker, "tested": tested})
-    right = predict(model, np.concatenate(batches), config).argmax(axis=1) == np.concatenate(
-        [labels[np.flatnonzero(speakers == row["speaker"])[row["tested"]]] for row in rows])
+    right = predict(model, np.concatenate(batches), config).argmax(axis=1) == np.concatenate(expected)
     start = 0
     for row in rows:
         tested = row.pop("tested")

@@ -24,13 +24,15 @@ import numpy as np
 from ser_edge.models.feature_cache import FeatureSet
 
 
+def frame_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coefficient mean and standard deviation over every frame of ``features`` (utterances x frames x coefficients)."""
+    frames = features.astype(np.float64).reshape(-1, features.shape[-1])
+    return frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-6)
+
+
 def speaker_statistics(features: np.ndarray, speakers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each speaker's per-coefficient mean and standard deviation over all frames of their utterances."""
-    statistics = {}
-    for speaker in sorted(set(speakers.tolist())):
-        frames = features[speakers == speaker].astype(np.float64).reshape(-1, features.shape[-1])
-        statistics[speaker] = (frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-6))
-    return statistics
+    return {speaker: frame_statistics(features[speakers == speaker]) for speaker in sorted(set(speakers.tolist()))}
 
 
 def speaker_normalised(data: FeatureSet) -> FeatureSet:
