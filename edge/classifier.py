@@ -17,6 +17,7 @@ from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.litert import interpreter_class
 from ser_edge.edge.model_file import check_bindings, parse_metadata, read_model_bytes, verify_checksums
 from ser_edge.edge.pipeline import FEATURES, INFERENCE, TimedPipeline
+from ser_edge.edge.speaker_stats import SpeakerStatistics
 from ser_edge.edge.threads import limit, pools
 
 MAX_THREADS = 64  # LiteRT crashes on absurd counts (100000: SIGSEGV); a Pi has 4 cores
@@ -28,6 +29,7 @@ class Prediction:
     probabilities: dict[str, float]
     features_s: float
     inference_s: float
+    speaker_statistics: str | None = None  # "own" or "pooled" for a model with per-speaker statistics
 
     @property
     def processing_s(self) -> float:
@@ -70,6 +72,9 @@ class EmotionClassifier:
             raise SerEdgeError(f"{self.path}: label_names must be a non-empty list of strings")
         check_bindings(self.metadata, self.features.input_names, self.path)
         self.threads = threads
+        # A model with per-speaker statistics uses its pooled ones unless the caller attaches a running
+        # estimate (``listen``: edge/speaker_stats.py), which every classified utterance then joins.
+        self.speaker: SpeakerStatistics | None = None
         try:
             with native_stderr.filtered():  # LiteRT's "Created ... XNNPACK delegate" line comes from here
                 self._interpreter = interpreter_class()(model_content=content, num_threads=threads)
@@ -111,12 +116,19 @@ class EmotionClassifier:
         probabilities = timed.probabilities
         if not np.isfinite(probabilities).all():  # never let NaN reach a result (it is not JSON either)
             raise SerEdgeError(f"{self.path}: the model produced non-finite probabilities")
+        used = None
+        if self.speaker is not None:  # added after classifying: an utterance is not judged by its own statistics
+            used = "own" if self.speaker.own else "pooled"
+            self.speaker.observe(timed.matrix)
+        elif self.features.per_speaker:
+            used = "pooled"
         best = int(np.argmax(probabilities))
         return Prediction(
             label=self.labels[best],
             probabilities={name: float(p) for name, p in zip(self.labels, probabilities)},
             features_s=timed.seconds[FEATURES],
             inference_s=timed.seconds[INFERENCE],
+            speaker_statistics=used,
         )
 
     def pipeline(self, decode: Callable[[Path], np.ndarray] | None = None) -> TimedPipeline:
@@ -125,7 +137,8 @@ class EmotionClassifier:
 
     def infer(self, matrix: np.ndarray) -> np.ndarray:
         """Class probabilities (float32) for one (frames, n_mfcc) MFCC matrix."""
-        inputs = frontend.model_inputs(matrix, self.features)
+        speaker = self.speaker.current() if self.speaker is not None else None
+        inputs = frontend.model_inputs(matrix, self.features, speaker)
         try:
             for name, value in inputs.items():
                 details = self._inputs[name]

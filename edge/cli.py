@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--min-speech-s", type=float, help="ignore sounds shorter than this")
     listen.add_argument("--max-silence-s", type=float, help="this much silence ends an utterance")
     add_judgement_flags(listen)
+    listen.add_argument("--speaker-state", metavar="FILE",
+                        help="models trained with per-speaker statistics: keep the running statistics of the voice "
+                             "heard in FILE across restarts (default: in memory only)")
+    listen.add_argument("--speaker-min-utterances", type=int, metavar="N",
+                        help="utterances heard before the speaker's own statistics replace the training speakers' "
+                             "(default 16)")
     listen.add_argument("--log-level", choices=command.LOG_LEVELS)
     listen.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]",
                         help="also publish each utterance to this MQTT broker, with Home Assistant discovery")

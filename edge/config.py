@@ -22,7 +22,8 @@ INTEGER_BOUNDS = {"sample_rate": (4000, 192_000), "num_samples": (1, 10_000_000)
 # How the runtime treats the input level (FeatureConfig.level_reference): the setting ``level``.
 LEVELS = ("normalised", "as-recorded")
 # The fields applied to (cached) MFCC matrices when the model inputs are made (features.standardize).
-NORMALISATION = ("input_mean", "input_std", "utterance_mean", "level_reference")
+NORMALISATION = ("speaker_mean", "speaker_std", "input_mean", "input_std", "utterance_mean", "level_reference")
+STATISTICS = (("speaker_mean", "speaker_std"), ("input_mean", "input_std"))  # per-coefficient pairs
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class FeatureConfig:
     # moves every frame's c0 by the same amount, so the model sees the same
     # level however far the speaker is from the microphone. None: as recorded.
     level_reference: float | None = None
+    # Per-speaker standardisation, the first step: (mfcc - mean) / std per
+    # coefficient with the statistics of the voice being classified (a model
+    # trained with ``ser-train --speaker-normalise``). These are the training
+    # speakers' pooled statistics: what the runtime uses until it has heard
+    # enough of its own speaker (edge/speaker_stats.py). None: no such step.
+    speaker_mean: tuple[float, ...] | None = None
+    speaker_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.reverse_axis not in REVERSE_AXES:
@@ -95,16 +103,18 @@ class FeatureConfig:
             raise SerEdgeError(f"feature config: level_reference must be a finite number, got {self.level_reference!r}")
         if not isinstance(self.utterance_mean, bool):
             raise SerEdgeError(f"feature config: utterance_mean must be true or false, got {self.utterance_mean!r}")
-        if (self.input_mean is None) != (self.input_std is None):
-            raise SerEdgeError("feature config: input_mean and input_std come together")
-        if self.input_mean is not None:
-            for name in ("input_mean", "input_std"):
-                values = getattr(self, name)
-                if not isinstance(values, tuple) or len(values) != self.n_mfcc or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                                                         for v in values):
+        for mean_name, std_name in STATISTICS:
+            mean, std = getattr(self, mean_name), getattr(self, std_name)
+            if (mean is None) != (std is None):
+                raise SerEdgeError(f"feature config: {mean_name} and {std_name} come together")
+            if mean is None:
+                continue
+            for name, values in ((mean_name, mean), (std_name, std)):
+                if not isinstance(values, tuple) or len(values) != self.n_mfcc or not all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
                     raise SerEdgeError(f"feature config: {name} must be {self.n_mfcc} finite numbers")
-            if min(self.input_std) <= 0:
-                raise SerEdgeError("feature config: input_std must be positive")
+            if min(std) <= 0:
+                raise SerEdgeError(f"feature config: {std_name} must be positive")
 
     def unnormalised(self) -> "FeatureConfig":
         """This configuration with every step of ``NORMALISATION`` off: the MFCC matrices as they are."""
@@ -115,6 +125,16 @@ class FeatureConfig:
         """This configuration with per-coefficient statistics for the model's inputs."""
         return dataclasses.replace(self, input_mean=tuple(float(v) for v in mean),
                                    input_std=tuple(float(v) for v in std))
+
+    def with_speaker_statistics(self, mean, std) -> "FeatureConfig":
+        """This configuration with per-speaker standardisation, ``mean``/``std`` its fallback statistics."""
+        return dataclasses.replace(self, speaker_mean=tuple(float(v) for v in mean),
+                                   speaker_std=tuple(float(v) for v in std))
+
+    @property
+    def per_speaker(self) -> bool:
+        """Whether the model expects each speaker's MFCCs standardised by that speaker's statistics."""
+        return self.speaker_mean is not None
 
     @property
     def num_frames(self) -> int:
@@ -133,10 +153,13 @@ class FeatureConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["input_names"] = list(self.input_names)
-        for name in ("input_mean", "input_std"):
-            if data[name] is not None:
-                data[name] = list(data[name])
+        for pair in STATISTICS:
+            for name in pair:
+                if data[name] is not None:
+                    data[name] = list(data[name])
         # Written only when on: older readers and run files stay valid.
+        if self.speaker_mean is None:
+            del data["speaker_mean"], data["speaker_std"]
         if not self.utterance_mean:
             del data["utterance_mean"]
         if self.level_reference is None:
@@ -150,7 +173,7 @@ class FeatureConfig:
         if unknown:
             raise SerEdgeError(f"feature config: unknown keys {unknown}")
         values = dict(data)
-        for name in ("input_names", "input_mean", "input_std"):
+        for name in ("input_names", "input_mean", "input_std", "speaker_mean", "speaker_std"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return cls(**values)

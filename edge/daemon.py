@@ -26,6 +26,7 @@ from ser_edge.edge.notify import Notifier
 from ser_edge.edge.registry import resolve_model, thesis_seconds
 from ser_edge.edge.segmenter import Segment, Segmenter
 from ser_edge.edge.settings import ListenSettings
+from ser_edge.edge.speaker_stats import SpeakerStatistics
 from ser_edge.edge.sinks import LineSink, OutputClosed
 from ser_edge.edge.speech_gate import load_gate
 from ser_edge.edge.sources import AudioSource, DeviceLost, EndOfStream, StreamFailed, make_source
@@ -60,6 +61,9 @@ class Listener:
         if getattr(self.judge.gate, "reason", ""):  # said once, not per utterance
             log.warning("speech gate: %s; using the energy gate: loud sounds count as speech", self.judge.gate.reason)
         self.thread_pools = self.judge.thread_pools  # every pool held to settings.threads, the gate's too
+        if self.classifier.features.per_speaker:
+            self.classifier.speaker = SpeakerStatistics(self.classifier.features, settings.speaker_state,
+                                                        settings.speaker_min_utterances)
         self.thesis_s = thesis_seconds(self.classifier.dataset)
         self.source = source_factory(settings, self.classifier.sample_rate)
         self.segmenter = Segmenter(self.classifier.sample_rate, self.classifier.features.num_samples,
@@ -68,6 +72,7 @@ class Listener:
         self.jsonl: LineSink | None = None
         self._samples = 0  # audio consumed, at the model's rate
         self.mqtt = None  # MqttPublisher once run() starts it
+        self._speaker_warned: str | None = None  # the last speaker-statistics save failure logged
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested.set()
@@ -88,9 +93,9 @@ class Listener:
         self.notifier.send(READY=1, STATUS=f"listening on {self.source.name}, 0 utterances")
         level = "normalised" if self.classifier.features.level_reference is not None else "as recorded"
         log.info("ready: model %s (%s), source %s, threads: LiteRT %d, %s; speech gate: %s; uncertain below %s; "
-                 "level %s", self.classifier.path.name, self.classifier.dataset, self.source.name,
-                 self.settings.threads, describe(self.thread_pools), self.judge.gate.description,
-                 self.judge.uncertain_below, level)
+                 "level %s; speaker statistics: %s", self.classifier.path.name, self.classifier.dataset,
+                 self.source.name, self.settings.threads, describe(self.thread_pools), self.judge.gate.description,
+                 self.judge.uncertain_below, level, self._speaker_description())
         failure: SerEdgeError | None = None
         try:
             try:
@@ -192,6 +197,12 @@ class Listener:
             "processing_vs_thesis": round(processing / self.thesis_s, 6),
             "overflows": self.source.overflows,
         }
+        speaker = self.classifier.speaker
+        if speaker is not None:  # what this line was standardised by; utterances heard, this one included
+            record["speaker_statistics"] = {"used": prediction.speaker_statistics, "utterances": speaker.utterances}
+            if speaker.save_error and speaker.save_error != self._speaker_warned:
+                log.warning("speaker statistics kept in memory only: %s", speaker.save_error)
+                self._speaker_warned = speaker.save_error
         line = json.dumps(record, allow_nan=False)
         self.stdout.write(line)
         if self.jsonl:
@@ -199,6 +210,14 @@ class Listener:
         if self.mqtt:
             self.mqtt.publish(record)
         self.notifier.send(STATUS=f"listening on {self.source.name}, {self.latencies.count} utterances")
+
+    def _speaker_description(self) -> str:
+        speaker = self.classifier.speaker
+        if speaker is None:
+            return "not used by the model"
+        where = speaker.path or "memory only"
+        return (f"{speaker.utterances} utterances heard ({where}); own after {speaker.min_utterances}, "
+                f"pooled until then")
 
     def summary(self) -> dict:
         stats = {"utterances": self.latencies.count, "overflows": self.source.overflows,

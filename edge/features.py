@@ -60,31 +60,41 @@ def utterance_features(signal: np.ndarray, config: FeatureConfig = DEFAULT_CONFI
     return mfcc(fit_length(_checked_signal(signal), config), config)
 
 
-def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> dict[str, np.ndarray]:
+def model_inputs(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG,
+                 speaker: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Forward and reversed inputs, keyed by model input name, standardised where the model says so.
 
     ``features`` is (frames, n_mfcc) or a batch (n, frames, n_mfcc); the
     result has a trailing channel axis and a batch axis: (n, frames, n_mfcc, 1).
+    ``speaker`` is the voice's (mean, std) for a model with per-speaker statistics (``standardize``).
     """
     batch = features[np.newaxis] if features.ndim == 2 else features
     expected = (config.num_frames, config.n_mfcc)
     if batch.shape[1:] != expected:
         raise SerEdgeError(f"features have shape {batch.shape[1:]}, the model expects {expected}")
-    forward = standardize(batch, config)[..., np.newaxis].astype(np.float32, copy=False)
+    forward = standardize(batch, config, speaker)[..., np.newaxis].astype(np.float32, copy=False)
     axis = 1 if config.reverse_axis == "time" else 2
     backward = np.ascontiguousarray(np.flip(forward, axis=axis))
     forward_name, backward_name = config.input_names
     return {forward_name: np.ascontiguousarray(forward), backward_name: backward}
 
 
-def standardize(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+def standardize(features: np.ndarray, config: FeatureConfig = DEFAULT_CONFIG,
+                speaker: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The model's input normalisation of (frames, n_mfcc) or (n, frames, n_mfcc) MFCCs.
 
-    In this order, each where the model says so: the level (c0 shifted so the
+    In this order, each where the model says so: the speaker's statistics
+    (``speaker``'s (mean, std) per coefficient; without it the training
+    speakers' pooled ``FeatureConfig.speaker_mean``), the level (c0 shifted so the
     loudest frame's c0 is ``FeatureConfig.level_reference``), each utterance's
     own mean over its frames (``utterance_mean``), then (mfcc - mean) / std per
     coefficient with the training set's statistics (``input_mean``).
     """
+    if config.speaker_mean is not None:
+        mean, std = speaker if speaker is not None else (config.speaker_mean, config.speaker_std)
+        features = ((features - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)).astype(np.float32)
+    elif speaker is not None:
+        raise SerEdgeError("speaker statistics given for a model trained without them")
     if config.level_reference is not None:
         features = np.array(features, dtype=np.float32)  # a copy: the caller's matrix stays as it was
         c0 = features[..., 0]

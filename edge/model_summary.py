@@ -90,6 +90,10 @@ def summary(path: Path, metadata: dict, parity: dict | None) -> str:
     rows.append(("level", "as recorded (the model has no level reference)" if reference is None else
                  f"normalised: each utterance's loudest frame to c0 {reference:.1f} (setting level = \"as-recorded\" "
                  "turns it off)"))
+    if features.get("speaker_mean"):
+        rows.append(("speaker", "standardised by the voice's own statistics: `listen` learns them from what it "
+                                "hears (the training speakers' pooled ones until speaker_min_utterances, 16); "
+                                "`classify` uses the pooled ones"))
     warning = verdict(metadata, parity)
     if warning:
         rows.append(("WARNING", warning))

@@ -22,6 +22,7 @@ class Timed:
     probabilities: np.ndarray
     samples: int  # length of the signal the features were computed from
     seconds: dict[str, float]  # one entry per stage run
+    matrix: np.ndarray | None = None  # the features the model was given (before its input normalisation)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class TimedPipeline:
         probabilities = self.infer(matrix)
         seconds[FEATURES] = computed - started
         seconds[INFERENCE] = time.perf_counter() - computed
-        return Timed(probabilities, int(signal.shape[0]), seconds)
+        return Timed(probabilities, int(signal.shape[0]), seconds, matrix)
 
     def from_file(self, path: Path) -> Timed:
         if self.decode is None:
@@ -47,4 +48,4 @@ class TimedPipeline:
         signal = self.decode(path)
         decoded = time.perf_counter() - started
         timed = self.from_signal(signal)
-        return Timed(timed.probabilities, timed.samples, {DECODE: decoded, **timed.seconds})
+        return Timed(timed.probabilities, timed.samples, {DECODE: decoded, **timed.seconds}, timed.matrix)

@@ -34,6 +34,7 @@ BOUNDS = {
     "mqtt_queue": (1, 100_000),
     "speech_threshold": (0.0, 1.0),
     "uncertain_below": (0.0, 1.0),
+    "speaker_min_utterances": (1, 1_000_000),
 }
 MAX_CONFIG_BYTES = 1024 * 1024
 OPTIONAL = {"input_rate", "duration_s", "uncertain_below"}
@@ -56,6 +57,10 @@ class ListenSettings:
     speech_threshold: float = speech_gate.DEFAULT_THRESHOLD  # Silero speech probability a segment needs
     uncertain_below: float | None = None  # None: the threshold the model file carries
     level: str = "normalised"  # "as-recorded": ignore the model's level_reference (edge/classifier.py)
+    # Models with per-speaker statistics (edge/speaker_stats.py): where the running estimate is kept across
+    # restarts ("" or None: in memory only), and how many utterances it needs before it replaces the pooled one.
+    speaker_state: str | None = None
+    speaker_min_utterances: int = 16
     log_level: str = "info"
     # Home Assistant over MQTT (edge/mqtt_settings.py): off unless a broker URL is given.
     mqtt: str | None = None  # mqtt://HOST[:PORT]; "" or None: no MQTT

@@ -9,9 +9,16 @@ the fold models that ``--keep-fold-models`` saved, this measures what is
 left of the gain when a held-out speaker's statistics come from k of their
 utterances (an enrolment), and each of their other utterances is tested:
 
-  any    k utterances of any emotion (a user who enrols while talking normally)
-  calm   k of their neutral or calm utterances (a user reading sentences calmly)
-  none   no enrolment: statistics pooled over the fold's training speakers
+  any        k utterances of any emotion (a user who enrols while talking normally)
+  calm       k of their neutral or calm utterances (a user reading sentences calmly)
+  half-calm  half of the k neutral or calm, half of the other emotions (a device that hears
+             mostly everyday, unemotional speech)
+  none       no enrolment: statistics pooled over the fold's training speakers
+
+With ``--baseline`` (the fold files of the same recipe trained without
+per-speaker statistics, e.g. models/shipped/cv/ravdess-speaker) each draw is
+also compared with what that model got right on the same utterances: the
+gain a device would see over the model it would otherwise run.
 
 Every draw is compared, utterance for utterance, with the same utterances
 standardised by all of the speaker's statistics (what ``ser-train``
@@ -47,21 +54,29 @@ def standardised(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
 def enrolments(labels: np.ndarray, label_names: tuple[str, ...], sentences: list[int], draws: int,
                rng: np.random.Generator) -> list[tuple[str, int, int, np.ndarray]]:
     """(mode, k, draw, indices into one speaker's utterances) for every enrolment to try."""
-    calm = np.flatnonzero(np.isin(np.asarray(label_names)[labels], CALM_LABELS))
+    is_calm = np.isin(np.asarray(label_names)[labels], CALM_LABELS)
+    calm, other = np.flatnonzero(is_calm), np.flatnonzero(~is_calm)
     everyone = np.arange(len(labels))
     out = [("none", 0, d, everyone[:0]) for d in range(draws)]
     for mode, pool in (("any", everyone), ("calm", calm)):
         for k in sentences:
             if k < len(pool):  # at least one utterance of the pool stays to be tested
                 out += [(mode, k, d, rng.choice(pool, size=k, replace=False)) for d in range(draws)]
+    for k in sentences:
+        half = (k + 1) // 2
+        if half <= len(calm) and k - half < len(other):  # some utterances stay to be tested
+            out += [("half-calm", k, d, np.concatenate([rng.choice(calm, size=half, replace=False),
+                                                        rng.choice(other, size=k - half, replace=False)]))
+                    for d in range(draws)]
     return out
 
 
 def probe_fold(model, config: FeatureConfig, fold: dict, features: np.ndarray, labels: np.ndarray,
                speakers: np.ndarray, label_names: tuple[str, ...], sentences: list[int], draws: int,
-               rng: np.random.Generator) -> tuple[float, list[dict]]:
+               rng: np.random.Generator, baseline_right: np.ndarray | None = None) -> tuple[float, list[dict]]:
     """The fold's accuracy with every statistic (ser-train's figure, reproduced), and one row per
-    (mode, k, draw, speaker): utterances tested, right with the enrolment, right with every statistic."""
+    (mode, k, draw, speaker): utterances tested, right with the enrolment, right with every statistic, and
+    (with ``baseline_right``, per utterance of the corpus) right by the model without per-speaker statistics."""
     from ser_edge.models.train import predict
 
     held_out = np.isin(speakers, fold["test_speakers"])
@@ -85,6 +100,8 @@ def probe_fold(model, config: FeatureConfig, fold: dict, features: np.ndarray, l
         row["utterances"] = len(tested)
         row["right"] = int(right[start:start + len(tested)].sum())
         row["right_with_all"] = int(full_right[row["speaker"]][tested].sum())
+        if baseline_right is not None:
+            row["right_baseline"] = int(baseline_right[np.flatnonzero(speakers == row["speaker"])[tested]].sum())
         start += len(tested)
     everything_right = np.concatenate(list(full_right.values()))
     return float(everything_right.mean()), rows
@@ -96,16 +113,18 @@ def summarise(rows: list[dict]) -> list[dict]:
     summary = []
     for mode, k in sorted({(r["mode"], r["sentences"]) for r in rows}, key=lambda mk: (mk[0] != "none", mk)):
         chosen = [r for r in rows if r["mode"] == mode and r["sentences"] == k]
-        per_draw = {}
+        counts = ("utterances", "right", "right_with_all", "right_baseline")
+        per_draw: dict[int, np.ndarray] = {}
         for r in chosen:
-            n, right, right_all = per_draw.get(r["draw"], (0, 0, 0))
-            per_draw[r["draw"]] = (n + r["utterances"], right + r["right"], right_all + r["right_with_all"])
-        accuracy = np.array([right / n for n, right, _ in per_draw.values()])
-        with_all = np.array([right_all / n for n, _, right_all in per_draw.values()])
-        summary.append({"mode": mode, "sentences": k, "draws": len(per_draw),
-                        "accuracy": float(accuracy.mean()), "accuracy_std_over_draws": float(accuracy.std()),
-                        "accuracy_with_all": float(with_all.mean()),
-                        "difference": float((accuracy - with_all).mean())})
+            per_draw[r["draw"]] = per_draw.get(r["draw"], 0) + np.array([r.get(c, 0) for c in counts])
+        totals = np.array(list(per_draw.values()), dtype=np.float64)
+        accuracy, with_all, baseline = (totals[:, i] / totals[:, 0] for i in (1, 2, 3))
+        row = {"mode": mode, "sentences": k, "draws": len(per_draw),
+               "accuracy": float(accuracy.mean()), "accuracy_std_over_draws": float(accuracy.std()),
+               "accuracy_with_all": float(with_all.mean()), "difference": float((accuracy - with_all).mean())}
+        if "right_baseline" in chosen[0]:
+            row.update(accuracy_baseline=float(baseline.mean()), gain=float((accuracy - baseline).mean()))
+        summary.append(row)
     return summary
 
 
@@ -115,16 +134,39 @@ def markdown(run: Path, folds: list[dict], summary: list[dict]) -> str:
              ", ".join(f"fold {f['fold'] + 1} {100 * f['reproduced']:.2f} % (ser-train {100 * f['reported']:.2f})"
                        for f in folds), "",
              "| enrolment | sentences | accuracy % (mean over draws ± std) | same utterances, every statistic % | "
-             "difference (points) |", "|---|---|---|---|---|"]
+             "difference (points) | same utterances, without per-speaker statistics % | gain (points) |",
+             "|---|---|---|---|---|---|---|"]
     for s in summary:
+        baseline = (f"{100 * s['accuracy_baseline']:.2f} | {100 * s['gain']:+.2f}" if "gain" in s
+                    else "(no --baseline) | ")
         lines.append(f"| {s['mode']} | {s['sentences']} | {100 * s['accuracy']:.2f} ± "
                      f"{100 * s['accuracy_std_over_draws']:.2f} | {100 * s['accuracy_with_all']:.2f} | "
-                     f"{100 * s['difference']:+.2f} |")
+                     f"{100 * s['difference']:+.2f} | {baseline} |")
     return "\n".join(lines) + "\n"
 
 
+def baseline_right(folder: Path, fold_index: int, paths: np.ndarray, held_out: list[str],
+                   speakers: np.ndarray) -> np.ndarray:
+    """Per utterance of the corpus: whether the baseline run's fold got it right (only its held-out
+    speakers' utterances are set, and every one of them must be in that fold's test files)."""
+    name = f"fold_{fold_index:02d}.json"
+    found = [p for p in (folder / name, folder / "folds" / name) if p.is_file()]
+    if not found:
+        raise SerEdgeError(f"{folder}: no {name} (nor folds/{name}) for --baseline")
+    fold = json.loads(found[0].read_text())
+    if sorted(fold["test_speakers"]) != sorted(held_out):
+        raise SerEdgeError(f"{found[0]}: holds out speakers {fold['test_speakers']}, not {held_out}")
+    right = {Path(p).name: t == q for p, t, q in zip(fold["test_paths"], fold["test_true"], fold["test_predicted"])}
+    names = [Path(p).name for p in paths]
+    wanted = np.isin(speakers, held_out)
+    missing = [n for n, w in zip(names, wanted) if w and n not in right]
+    if missing:
+        raise SerEdgeError(f"{found[0]}: {missing[0]} (held out) is not among its test files")
+    return np.array([bool(right.get(n, False)) for n in names])
+
+
 def probe(run_dir: Path, data_dir: Path, sentences: list[int], draws: int, seed: int,
-          cache_dir: Path | None) -> str:
+          cache_dir: Path | None, baseline: Path | None = None) -> str:
     """Re-test every fold model of ``run_dir``; write enrolment.json/.md there; return the markdown."""
     try:
         run = json.loads((run_dir / "run.json").read_text())
@@ -154,13 +196,16 @@ def probe(run_dir: Path, data_dir: Path, sentences: list[int], draws: int, seed:
     for path in models:
         fold = json.loads(path.with_suffix(".json").read_text())
         model = keras.saving.load_model(path, compile=False)
+        right = None if baseline is None else baseline_right(baseline, fold["fold"], data.paths,
+                                                             fold["test_speakers"], data.speakers)
         reproduced, fold_rows = probe_fold(model, FeatureConfig.from_dict(fold["features"]), fold, data.features,
-                                           data.labels, data.speakers, label_names, sentences, draws, rng)
+                                           data.labels, data.speakers, label_names, sentences, draws, rng, right)
         folds.append({"fold": fold["fold"], "reproduced": reproduced, "reported": fold["test"]["war"]})
         rows += [{"fold": fold["fold"], **row} for row in fold_rows]
     summary = summarise(rows)
     atomic.write_json(run_dir / "enrolment.json", {"folds": folds, "sentences": sentences, "draws": draws,
-                                                   "seed": seed, "summary": summary, "rows": rows})
+                                                   "seed": seed, "baseline": str(baseline) if baseline else None,
+                                                   "summary": summary, "rows": rows})
     report = markdown(run_dir, folds, summary)
     atomic.write_text(run_dir / "enrolment.md", report)
     return report
@@ -182,10 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=10, help="random enrolments per speaker and size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--baseline", type=Path, metavar="RUN",
+                        help="fold files of the same recipe without per-speaker statistics (same folds), to "
+                             "compare each draw with, utterance for utterance")
     args = parser.parse_args(argv)
     command.log_to_stderr("warning")
     return command.run("enrolment_probe", lambda: print(probe(args.run, args.data_dir, args.sentences, args.draws,
-                                                              args.seed, args.cache_dir), end=""))
+                                                              args.seed, args.cache_dir, args.baseline), end=""))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ speaker it reads that speaker's audio: the probe's figure is what a device
 would get after hearing its user say a set of sentences like the corpus's
 (emotionally balanced), an upper bound for an enrolment of ordinary speech.
 
-The device has no such statistics yet, so ``ser-train`` refuses to train a
-shipping model with it: a probe measures whether building them is worth it.
+A final model trained this way carries the training speakers' pooled
+statistics in its feature contract (``FeatureConfig.speaker_mean``); the
+device uses them until it has heard enough of its own speaker
+(edge/speaker_stats.py).
 """
 
 from __future__ import annotations

@@ -210,9 +210,18 @@ def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig
     train, validation = validation_split(np.arange(size), data.labels, data.speakers, split=settings.split,
                                          seed=settings.seed, fraction=settings.validation_fraction)
     train = np.concatenate([train, np.arange(size, len(data.labels))])  # an added corpus: training only
+    pooled = None
+    if settings.speaker_normalise:
+        from ser_edge.models.speaker_norm import frame_statistics, speaker_normalised
+
+        # What the device uses until it has heard its own speaker: the training part's plain frames, pooled.
+        pooled = frame_statistics(data.features[train])
+        data = speaker_normalised(data)
     config = fold_features(data, train, settings, config)
     model, history = fit(data, train, validation, settings, config, seed=settings.training_seed, tag="final",
                          checkpoints=out / "final.ckpt", checkpoint_every=checkpoint_every)
+    if pooled is not None:  # only now: the features above are already each speaker's own standardisation
+        config = config.with_speaker_statistics(*pooled)
     path = out / "final.keras"
     with atomic.replacing(path) as partial:
         model.save(partial)

@@ -49,8 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "feature contract then asks the runtime to do the same): predictions no longer "
                              "depend on the input gain")
     parser.add_argument("--speaker-normalise", action="store_true",
-                        help="a cross-validation probe: standardise each speaker's features by that speaker's own "
-                             "statistics (models/speaker_norm.py); needs --no-final, the device has no such statistics")
+                        help="standardise each speaker's features by that speaker's own statistics "
+                             "(models/speaker_norm.py); the final model carries the training speakers' pooled "
+                             "statistics, and `ser-edge listen` learns its speaker's (edge/speaker_stats.py)")
     parser.add_argument("--add-corpus", metavar="NAME:DIR",
                         help="another corpus's utterances of the emotions both share, as training material only "
                              "(never validation or test; models/mixed_corpus.py), e.g. emodb:../shared/datasets/emodb")
@@ -138,9 +139,6 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.speaker_normalise and not args.no_final:
-        raise SerEdgeError("--speaker-normalise is a cross-validation probe: the device has no per-speaker "
-                           "statistics, so no shipping model is trained with it; add --no-final")
     if args.bundle_float16 and not args.write_bundle:  # before any bundle or feature is read
         raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     from ser_edge.models.feature_cache import check_speeds

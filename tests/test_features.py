@@ -361,9 +361,10 @@ CHANGED_FIELDS = {
 
 
 def test_changed_fields_cover_every_field():
-    # The standardisation statistics, the cepstral mean subtraction and the level apply to cached
-    # matrices, so they stay out of the cache key (tests/test_training_recipe.py checks that).
-    standardisation = {"input_mean", "input_std", "utterance_mean", "level_reference"}
+    # The standardisation statistics (the speaker's too), the cepstral mean subtraction and the level apply
+    # to cached matrices, so they stay out of the cache key (tests/test_training_recipe.py and
+    # tests/test_speaker_stats.py check that).
+    standardisation = {"speaker_mean", "speaker_std", "input_mean", "input_std", "utterance_mean", "level_reference"}
     assert set(CHANGED_FIELDS) == {f.name for f in dataclasses.fields(FeatureConfig)} - standardisation
 
 

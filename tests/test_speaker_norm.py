@@ -1,5 +1,5 @@
 """The per-speaker normalisation probe: each speaker standardised by their own statistics, copies with the
-plain utterances' statistics, no speaker's features depending on another's, and no shipping model trained."""
+plain utterances' statistics, no speaker's features depending on another's; the enrolment probe."""
 
 from __future__ import annotations
 
@@ -66,13 +66,8 @@ def test_the_setting_is_written_only_when_on():
     assert TrainSettings(dataset="emodb", speaker_normalise=True).to_dict()["speaker_normalise"] is True
 
 
-def test_no_shipping_model_is_trained_with_it(tmp_path):
-    refused = subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir",
-                              str(tmp_path), "--out", str(tmp_path / "run"), "--speaker-normalise"],
-                             capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2
-    assert refused.stderr.strip().count("\n") == 0 and "add --no-final" in refused.stderr
-    assert not (tmp_path / "run").exists()
+def test_the_gpu_plans_speaker_normalised_runs_are_cross_validation_probes(tmp_path):
+    # A shipping model with it is trained on purpose (tests/test_speaker_stats.py), never as a probe's side effect.
     jobs = gpu_jobs.select(gpu_jobs.plan("full", 150, tmp_path), ["*-speaker-norm*"])
     assert len(jobs) == 30 and all("--speaker-normalise" in job.args and "--no-final" in job.args for job in jobs)
 
@@ -98,7 +93,8 @@ def test_a_speaker_normalised_fold_trains_keeps_its_model_and_is_re_tested_with_
     assert (out / "fold_00.keras").is_file() and fold["features"]["input_mean"]  # the model and its normalisation
 
     probed = subprocess.run([sys.executable, "-m", "ser_edge.models.enrolment_probe", str(out), "--data-dir",
-                             str(corpus), "--sentences", "1,2", "--draws", "3", "--cache-dir", str(tmp_path / "cache")],
+                             str(corpus), "--sentences", "1,2", "--draws", "3", "--cache-dir", str(tmp_path / "cache"),
+                             "--baseline", str(out)],  # its own folds as the baseline: "every statistic" again
                             capture_output=True, text=True, timeout=600)
     assert probed.returncode == 0, probed.stderr[-2000:]
     report = json.loads((out / "enrolment.json").read_text())
@@ -109,8 +105,13 @@ def test_a_speaker_normalised_fold_trains_keeps_its_model_and_is_re_tested_with_
     for row in report["rows"]:  # every held-out utterance not enrolled is tested, none twice
         assert row["utterances"] == per_speaker - row["sentences"]
         assert 0 <= row["right"] <= row["utterances"] and 0 <= row["right_with_all"] <= row["utterances"]
+        assert row["right_baseline"] == row["right_with_all"]  # utterance for utterance, by file name
     modes = {(s["mode"], s["sentences"]) for s in report["summary"]}
-    assert modes == {("none", 0), ("any", 1), ("any", 2)}  # EMO-DB's one neutral utterance a speaker: no calm pool
+    # EMO-DB's one neutral utterance a speaker: no calm pool, and half of 2 is all a speaker's calm utterances
+    assert modes == {("none", 0), ("any", 1), ("any", 2), ("half-calm", 1), ("half-calm", 2)}
+    for row in report["summary"]:
+        assert row["accuracy_baseline"] == pytest.approx(row["accuracy_with_all"], abs=1e-12)
+        assert row["gain"] == pytest.approx(row["difference"], abs=1e-12)
     assert (out / "enrolment.md").read_text() in probed.stdout
 
 
@@ -133,12 +134,15 @@ def test_enrolments_draw_distinct_utterances_from_their_pool():
     labels = np.array([0, 1, 1, 2, 2, 2, 2, 2])
     drawn = enrolments(labels, names, [1, 2, 3, 8], draws=4, rng=np.random.default_rng(0))
     sizes = {(mode, k) for mode, k, _, _ in drawn}
-    assert sizes == {("none", 0), ("any", 1), ("any", 2), ("any", 3), ("calm", 1), ("calm", 2)}  # a pool keeps one
+    assert sizes == {("none", 0), ("any", 1), ("any", 2), ("any", 3), ("calm", 1), ("calm", 2),  # a pool keeps one
+                     ("half-calm", 1), ("half-calm", 2), ("half-calm", 3)}  # 8 would need 4 of the 3 calm
     for mode, k, _, chosen in drawn:
         assert len(chosen) == k == len(set(chosen.tolist()))
         if mode == "calm":
             assert set(labels[chosen].tolist()) <= {0, 1}
-    assert len(drawn) == 6 * 4
+        if mode == "half-calm":  # the larger half calm, the rest not
+            assert (labels[chosen] <= 1).sum() == (k + 1) // 2
+    assert len(drawn) == 9 * 4
 
 
 def test_standardised_by_its_own_frames_has_zero_mean_and_unit_spread():
@@ -151,3 +155,21 @@ def test_standardised_by_its_own_frames_has_zero_mean_and_unit_spread():
     data = FeatureSet(features=features, labels=np.zeros(4, dtype=np.int64), speakers=np.array(["a"] * 4),
                       paths=np.array(["1", "2", "3", "4"]), label_names=("x",))
     assert np.allclose(speaker_normalised(data).features, standardised(features, features), atol=1e-6)
+
+
+def test_a_baseline_is_matched_utterance_for_utterance_or_refused(tmp_path):
+    from ser_edge.edge.errors import SerEdgeError
+    from ser_edge.models.enrolment_probe import baseline_right
+
+    (tmp_path / "folds").mkdir()
+    fold = {"test_speakers": ["01"], "test_paths": ["/elsewhere/a.wav", "/elsewhere/b.wav"], "test_true": [0, 1],
+            "test_predicted": [0, 0]}
+    (tmp_path / "folds" / "fold_03.json").write_text(json.dumps(fold))
+    paths, speakers = np.array(["/here/b.wav", "/here/c.wav", "/here/a.wav"]), np.array(["01", "02", "01"])
+    assert baseline_right(tmp_path, 3, paths, ["01"], speakers).tolist() == [False, False, True]
+    with pytest.raises(SerEdgeError, match="no fold_02.json"):
+        baseline_right(tmp_path, 2, paths, ["01"], speakers)
+    with pytest.raises(SerEdgeError, match=r"holds out speakers \['01'\], not \['02'\]"):
+        baseline_right(tmp_path, 3, paths, ["02"], speakers)
+    with pytest.raises(SerEdgeError, match="d.wav .held out. is not among its test files"):
+        baseline_right(tmp_path, 3, np.append(paths, "/here/d.wav"), ["01"], np.append(speakers, "01"))

@@ -287,9 +287,10 @@ def test_config_mqtt_lines_work_once_uncommented(tmp_path):
     assert settings.mqtt == "mqtt://homeassistant.local:1883" and settings.mqtt_queue == 1000
 
 
-def test_config_jsonl_is_in_the_state_directory():
-    jsonl = Path(tomllib.loads(CONFIG.read_text())["jsonl"])
-    assert jsonl.parent == STATE_DIR, f"the service can write only {STATE_DIR}, not {jsonl.parent}"
+@pytest.mark.parametrize("key", ["jsonl", "speaker_state"])
+def test_config_files_are_in_the_state_directory(key):
+    path = Path(tomllib.loads(CONFIG.read_text())[key])
+    assert path.parent == STATE_DIR, f"the service can write only {STATE_DIR}, not {path.parent}"
 
 
 def test_config_is_accepted_by_the_daemon():
