@@ -31,7 +31,7 @@ LOSSES = ("crossentropy", "margin")
 # Here, so that attach_cv compares recipes without importing TensorFlow.
 WRITTEN_WHEN_ON = {"utterance_mean": False, "level_normalise": False, "speed_perturb": [], "init_seed": None,
                    "noise_copies": 0, "noise_snr": [], "speaker_normalise": False,
-                   "add_corpus": ""}
+                   "speaker_reference": "all", "add_corpus": ""}
 
 
 def shipped_dir() -> Path:

@@ -73,19 +73,23 @@ def enrolments(labels: np.ndarray, label_names: tuple[str, ...], sentences: list
 
 def probe_fold(model, config: FeatureConfig, fold: dict, features: np.ndarray, labels: np.ndarray,
                speakers: np.ndarray, label_names: tuple[str, ...], sentences: list[int], draws: int,
-               rng: np.random.Generator, baseline_right: np.ndarray | None = None) -> tuple[float, list[dict]]:
+               rng: np.random.Generator, baseline_right: np.ndarray | None = None,
+               reference: np.ndarray | None = None) -> tuple[float, list[dict]]:
     """The fold's accuracy with every statistic (ser-train's figure, reproduced), and one row per
     (mode, k, draw, speaker): utterances tested, right with the enrolment, right with every statistic, and
-    (with ``baseline_right``, per utterance of the corpus) right by the model without per-speaker statistics."""
+    (with ``baseline_right``, per utterance of the corpus) right by the model without per-speaker statistics.
+    ``reference`` masks the utterances whose frames gave statistics in training (speaker_norm.reference_rows):
+    the pooled ones and "every statistic" come from those, as the run's did."""
     from ser_edge.models.train import predict
 
     held_out = np.isin(speakers, fold["test_speakers"])
-    pooled = features[~held_out]
+    reference = np.ones(len(speakers), bool) if reference is None else reference
+    pooled = features[~held_out & reference]
     batches, expected, rows = [], [], []
     full_right = {}
     for speaker in fold["test_speakers"]:
         own = np.flatnonzero(speakers == speaker)
-        everything = standardised(features[own], features[own])
+        everything = standardised(features[own], features[own[reference[own]]])
         full_right[speaker] = predict(model, everything, config).argmax(axis=1) == labels[own]
         for mode, k, draw, enrolled in enrolments(labels[own], label_names, sentences, draws, rng):
             tested = np.setdiff1d(np.arange(len(own)), enrolled)
@@ -188,9 +192,11 @@ def probe(run_dir: Path, data_dir: Path, sentences: list[int], draws: int, seed:
 
     import ser_edge.models.tpmnet  # noqa: F401  registers the custom layers
     from ser_edge.models.feature_cache import load_features
+    from ser_edge.models.speaker_norm import reference_rows
 
     label_names = tuple(run["label_names"])
     data = load_features(utterances, label_names, FeatureConfig.from_dict(run["features"]), cache_dir)
+    reference = reference_rows(data, settings.get("speaker_reference", "all"))
     rng = np.random.default_rng(seed)
     folds, rows = [], []
     for path in models:
@@ -199,7 +205,8 @@ def probe(run_dir: Path, data_dir: Path, sentences: list[int], draws: int, seed:
         right = None if baseline is None else baseline_right(baseline, fold["fold"], data.paths,
                                                              fold["test_speakers"], data.speakers)
         reproduced, fold_rows = probe_fold(model, FeatureConfig.from_dict(fold["features"]), fold, data.features,
-                                           data.labels, data.speakers, label_names, sentences, draws, rng, right)
+                                           data.labels, data.speakers, label_names, sentences, draws, rng, right,
+                                           reference)
         folds.append({"fold": fold["fold"], "reproduced": reproduced, "reported": fold["test"]["war"]})
         rows += [{"fold": fold["fold"], **row} for row in fold_rows]
     summary = summarise(rows)

@@ -23,7 +23,12 @@ import dataclasses
 
 import numpy as np
 
+from ser_edge.edge.errors import SerEdgeError
 from ser_edge.models.feature_cache import FeatureSet
+
+# Which of a speaker's utterances give their statistics: all of them, or only the unemotional ones (labels read
+# in training, where they are known), so that what a device hears most (calm speech) is what training used.
+REFERENCES = {"all": None, "calm": ("neutral", "calm")}
 
 
 def frame_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,15 +37,33 @@ def frame_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-6)
 
 
-def speaker_statistics(features: np.ndarray, speakers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each speaker's per-coefficient mean and standard deviation over all frames of their utterances."""
-    return {speaker: frame_statistics(features[speakers == speaker]) for speaker in sorted(set(speakers.tolist()))}
+def speaker_statistics(features: np.ndarray, speakers: np.ndarray,
+                       reference: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each speaker's per-coefficient mean and standard deviation over all frames of their utterances (with
+    ``reference``, a mask over the utterances: only of those)."""
+    use = np.ones(len(speakers), bool) if reference is None else reference
+    statistics = {}
+    for speaker in sorted(set(speakers.tolist())):
+        rows = (speakers == speaker) & use
+        if not rows.any():
+            raise SerEdgeError(f"speaker {speaker} has no utterance to take their statistics from")
+        statistics[speaker] = frame_statistics(features[rows])
+    return statistics
 
 
-def speaker_normalised(data: FeatureSet) -> FeatureSet:
+def reference_rows(data: FeatureSet, reference: str = "all") -> np.ndarray | None:
+    """The mask of utterances whose frames give a speaker's statistics; None: all of them."""
+    if reference not in REFERENCES:
+        raise SerEdgeError(f"speaker reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    labels = REFERENCES[reference]
+    return None if labels is None else np.isin(np.asarray(data.label_names)[data.labels], labels)
+
+
+def speaker_normalised(data: FeatureSet, reference: str = "all") -> FeatureSet:
     """``data`` with every utterance, and each of its perturbed copies, standardised by its speaker's
-    statistics (those of the speaker's plain utterances: a copy is the same voice, perturbed)."""
-    statistics = speaker_statistics(data.features, data.speakers)
+    statistics (those of the speaker's plain utterances, or of their ``reference`` ones: a copy is the same
+    voice, perturbed)."""
+    statistics = speaker_statistics(data.features, data.speakers, reference_rows(data, reference))
 
     def normalise(features: np.ndarray) -> np.ndarray:
         out = np.empty_like(features, dtype=np.float32)

@@ -61,7 +61,8 @@ class TrainSettings:
     standardize: bool = True  # per-coefficient, statistics of the training part
     utterance_mean: bool = False  # cepstral mean subtraction per utterance (FeatureConfig.utterance_mean)
     level_normalise: bool = False  # c0 to the training part's loudest-frame level (FeatureConfig.level_reference)
-    speaker_normalise: bool = False  # a probe: each speaker standardised by their own statistics (speaker_norm.py)
+    speaker_normalise: bool = False  # each speaker standardised by their own statistics (speaker_norm.py)
+    speaker_reference: str = "all"  # which of a speaker's utterances give the statistics (speaker_norm.REFERENCES)
     add_corpus: str = ""  # another corpus's shared emotions as training material only (mixed_corpus.py)
     speed_perturb: tuple[float, ...] = ()  # speeds of the perturbed copies drawn in training (feature_cache)
     noise_copies: int = 0  # noisy copies drawn in training (models/noise.py)
@@ -121,7 +122,7 @@ def run_cross_validation(data: FeatureSet, settings: TrainSettings, config: Feat
     if settings.speaker_normalise:
         from ser_edge.models.speaker_norm import speaker_normalised
 
-        data = speaker_normalised(data)
+        data = speaker_normalised(data, settings.speaker_reference)
     folds = training_folds(data, settings)
     for fold in folds:
         fold_file = out / f"fold_{fold.index:02d}.json"

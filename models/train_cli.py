@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="standardise each speaker's features by that speaker's own statistics "
                              "(models/speaker_norm.py); the final model carries the training speakers' pooled "
                              "statistics, and `ser-edge listen` learns its speaker's (edge/speaker_stats.py)")
+    parser.add_argument("--speaker-reference", choices=("all", "calm"), default="all",
+                        help="with --speaker-normalise: a speaker's statistics from all of their utterances, or "
+                             "(a cross-validation probe, needs --no-final) only their neutral and calm ones")
     parser.add_argument("--add-corpus", metavar="NAME:DIR",
                         help="another corpus's utterances of the emotions both share, as training material only "
                              "(never validation or test; models/mixed_corpus.py), e.g. emodb:../shared/datasets/emodb")
@@ -139,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise SerEdgeError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.speaker_reference != "all" and not args.speaker_normalise:
+        raise SerEdgeError("--speaker-reference says where --speaker-normalise takes its statistics; give both")
+    if args.speaker_reference != "all" and not args.no_final:
+        raise SerEdgeError("--speaker-reference calm is a cross-validation probe: the device learns statistics "
+                           "from all it hears, so no shipping model is trained with it; add --no-final")
     if args.bundle_float16 and not args.write_bundle:  # before any bundle or feature is read
         raise SerEdgeError("--bundle-float16 says how --write-bundle stores the features; give --write-bundle")
     from ser_edge.models.feature_cache import check_speeds
@@ -224,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule, dropout=args.dropout, head_dropout=args.head_dropout,
         bn_momentum=args.bn_momentum, standardize=args.standardize, utterance_mean=args.utterance_mean,
         level_normalise=args.level_normalise, speaker_normalise=args.speaker_normalise or None,
+        speaker_reference=args.speaker_reference,
         add_corpus=data.added_corpus or None,  # a bundle carries it; --add-corpus put it in data otherwise
         speed_perturb=speeds, noise_copies=args.noise_perturb, noise_snr=noise_snr, head_scale=args.head_scale,
         label_smoothing=args.label_smoothing, loss=args.loss, augment=args.augment)

@@ -3,6 +3,7 @@ plain utterances' statistics, no speaker's features depending on another's; the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -80,14 +81,18 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_a_speaker_normalised_fold_trains_keeps_its_model_and_is_re_tested_with_enrolments(tmp_path, corpus):
+@pytest.mark.parametrize("reference", ["all", "calm"])
+def test_a_speaker_normalised_fold_trains_keeps_its_model_and_is_re_tested_with_enrolments(tmp_path, corpus,
+                                                                                          reference):
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir",
                            str(corpus), "--out", str(out), "--split", "speaker", "--folds", "3", "--only-fold", "0",
                            "--epochs", "1", "--no-final", "--speaker-normalise", "--threads", "1", "--keep-fold-models",
-                           "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=600)
+                           "--speaker-reference", reference, "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((out / "run.json").read_text())["settings"]["speaker_normalise"] is True
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["speaker_normalise"] is True and settings.get("speaker_reference", "all") == reference
     fold = json.loads((out / "fold_00.json").read_text())
     assert fold["epochs_run"] == 1 and fold["test_speakers"]
     assert (out / "fold_00.keras").is_file() and fold["features"]["input_mean"]  # the model and its normalisation
@@ -98,7 +103,8 @@ def test_a_speaker_normalised_fold_trains_keeps_its_model_and_is_re_tested_with_
                             capture_output=True, text=True, timeout=600)
     assert probed.returncode == 0, probed.stderr[-2000:]
     report = json.loads((out / "enrolment.json").read_text())
-    # The kept model with every statistic gives exactly ser-train's figure: the probe re-tests what was measured.
+    # The kept model with every statistic (for "calm", of the speaker's neutral utterances, as in training) gives
+    # exactly ser-train's figure: the probe re-tests what was measured.
     assert report["folds"] == [{"fold": 0, "reproduced": pytest.approx(fold["test"]["war"], abs=1e-9),
                                 "reported": fold["test"]["war"]}]
     per_speaker = len(fold["test_paths"]) // len(fold["test_speakers"])
@@ -173,3 +179,34 @@ def test_a_baseline_is_matched_utterance_for_utterance_or_refused(tmp_path):
         baseline_right(tmp_path, 3, paths, ["02"], speakers)
     with pytest.raises(SerEdgeError, match="d.wav .held out. is not among its test files"):
         baseline_right(tmp_path, 3, np.append(paths, "/here/d.wav"), ["01"], np.append(speakers, "01"))
+
+
+def test_calm_reference_statistics_come_from_each_speakers_unemotional_utterances():
+    from ser_edge.edge.errors import SerEdgeError
+
+    data = dataclasses.replace(feature_set(np.random.default_rng(3)), label_names=("neutral", "angry"))
+    normalised = speaker_normalised(data, "calm")
+    calm = data.labels == 0
+    for speaker in ("a", "b", "c"):
+        reference = normalised.features[(data.speakers == speaker) & calm].reshape(-1, 3).astype(np.float64)
+        assert np.allclose(reference.mean(axis=0), 0, atol=1e-5) and np.allclose(reference.std(axis=0), 1, atol=1e-5)
+    # The angry utterances are standardised by the same statistics, not their own: they keep their departure.
+    assert not np.allclose(normalised.features, speaker_normalised(data).features, atol=1e-3)
+    without_calm = dataclasses.replace(data, labels=np.where(data.speakers == "b", 1, data.labels))
+    with pytest.raises(SerEdgeError, match="speaker b has no utterance"):
+        speaker_normalised(without_calm, "calm")
+    with pytest.raises(SerEdgeError, match="must be one of all, calm"):
+        speaker_normalised(data, "loud")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--speaker-reference", "calm", "--no-final"], "give both"),
+    (["--speaker-reference", "calm", "--speaker-normalise"], "add --no-final"),
+])
+def test_calm_reference_is_a_cross_validation_probe(tmp_path, args, message):
+    refused = subprocess.run([sys.executable, "-m", "ser_edge.models.train_cli", "--dataset", "emodb", "--data-dir",
+                              str(tmp_path), "--out", str(tmp_path / "run"), *args],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and message in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and not (tmp_path / "run").exists()
+    assert "speaker_reference" not in TrainSettings(dataset="emodb", speaker_normalise=True).to_dict()
