@@ -1,4 +1,4 @@
-"""Per-speaker feature normalisation: a cross-validation probe (``ser-train --speaker-normalise``).
+"""Per-speaker feature normalisation (``ser-train --speaker-normalise``): each voice standardised by its own statistics.
 
 Voices the model never heard are its weak point (README, *Accuracy*). A
 common remedy is to standardise each speaker's MFCCs by that speaker's own

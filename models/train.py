@@ -215,6 +215,9 @@ def train_final(data: FeatureSet, settings: TrainSettings, config: FeatureConfig
     if settings.speaker_normalise:
         from ser_edge.models.speaker_norm import frame_statistics, speaker_normalised
 
+        if settings.speaker_reference != "all":  # the device's running estimate takes all it hears
+            raise SerEdgeError("a final model takes its speakers' statistics from all their utterances")
+
         # What the device uses until it has heard its own speaker: the training part's plain frames, pooled.
         pooled = frame_statistics(data.features[train])
         data = speaker_normalised(data)
