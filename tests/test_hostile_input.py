@@ -50,6 +50,9 @@ def wav(tmp_path_factory) -> Path:
     ("energy_threshold_db = -120.0\n", "energy_threshold_db must be in [-100, 0] dBFS"),
     ("input_rate = 1\n", "input_rate must be in [1000, 384000] Hz"),
     ("device = true\n", "device must be a name or an index, got True"),
+    ("speaker_min_utterances = 0\n", "speaker_min_utterances must be in [1, 1e+06], got 0"),
+    ("speaker_min_utterances = 2.5\n", "speaker_min_utterances must be an integer"),
+    ("speaker_state = 3\n", "speaker_state must be a string"),
 ])
 def test_config_values_are_bounded_at_parse_time(tmp_path, wav, content, message):
     config = tmp_path / "ser-edge.toml"

@@ -249,6 +249,13 @@ def test_a_speaker_normalised_model_trains_exports_and_listen_learns_its_speaker
         {"used": "own", "utterances": heard + n + 1} for n in range(heard)]
     assert f"speaker statistics: {heard} utterances heard" in again.stderr
 
+    state.write_text("{damaged")  # refused before READY in one line, the file left for the user to look at
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stdout == "" and "ready" not in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("ser-edge: error:")]
+    assert len(errors) == 1 and "unusable speaker statistics" in errors[0] and "delete the file" in errors[0]
+    assert state.read_text() == "{damaged"
+
 
 def interpreter_result_with(classifier, matrix: np.ndarray, speaker) -> np.ndarray:
     """The classifier's model on ``matrix`` standardised by ``speaker``'s (mean, std)."""
