@@ -39,9 +39,9 @@ from ser_edge.edge import atomic, command
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.datasets import read_dataset
 from ser_edge.edge.errors import SerEdgeError
-from ser_edge.models.speaker_norm import frame_statistics
+from ser_edge.models.speaker_norm import REFERENCES, frame_statistics
 
-CALM_LABELS = ("neutral", "calm")
+CALM_LABELS = REFERENCES["calm"]  # the labels a calm enrolment draws from: what --speaker-reference calm uses
 
 
 def standardised(features: np.ndarray, frames: np.ndarray) -> np.ndarray:
