@@ -200,16 +200,21 @@ class Listener:
         speaker = self.classifier.speaker
         if speaker is not None:  # what this line was standardised by; utterances heard, this one included
             record["speaker_statistics"] = {"used": prediction.speaker_statistics, "utterances": speaker.utterances}
-            if speaker.save_error and speaker.save_error != self._speaker_warned:
-                log.warning("speaker statistics kept in memory only: %s", speaker.save_error)
-                self._speaker_warned = speaker.save_error
         line = json.dumps(record, allow_nan=False)
         self.stdout.write(line)
         if self.jsonl:
             self.jsonl.write(line)
         if self.mqtt:
             self.mqtt.publish(record)
+        if speaker is not None:  # after the line: a slow or failing disk never delays or loses a result
+            self._save_speaker_statistics(speaker)
         self.notifier.send(STATUS=f"listening on {self.source.name}, {self.latencies.count} utterances")
+
+    def _save_speaker_statistics(self, speaker: SpeakerStatistics) -> None:
+        speaker.save()
+        if speaker.save_error and speaker.save_error != self._speaker_warned:  # each new failure logged once
+            log.warning("speaker statistics kept in memory only: %s", speaker.save_error)
+        self._speaker_warned = speaker.save_error
 
     def _speaker_description(self) -> str:
         speaker = self.classifier.speaker

@@ -11,7 +11,8 @@ pooled ones, over 16 of varied speech they keep most of the gain
 (models/shipped/probes/ravdess-speaker-speed-noise-speaker-norm/enrolment.md).
 
 The sums are kept in float64 and, with ``path``, saved after every utterance
-(atomically), so a restarted daemon goes on where it stopped. Everyone the
+(atomically, once its line is out), so a restarted daemon goes on where it
+stopped. Everyone the
 microphone hears is one "speaker" here: a household of several voices gets
 their mixed statistics.
 """
@@ -68,8 +69,7 @@ class SpeakerStatistics:
         return mean, np.maximum(np.sqrt(variance), STD_FLOOR)
 
     def observe(self, matrix: np.ndarray) -> None:
-        """Add one utterance's (frames, n_mfcc) MFCC matrix; save the state where there is a file (a failure
-        to save is kept in ``save_error``, not raised: the classification it follows must not be lost)."""
+        """Add one utterance's (frames, n_mfcc) MFCC matrix (in memory: ``save`` writes the file)."""
         frames = np.asarray(matrix, np.float64)
         if frames.ndim != 2 or frames.shape[1] != self.config.n_mfcc or not np.isfinite(frames).all():
             raise SerEdgeError(f"speaker statistics: expected finite (frames, {self.config.n_mfcc}) MFCCs, "
@@ -78,12 +78,18 @@ class SpeakerStatistics:
         self.frames += frames.shape[0]
         self.sums += frames.sum(axis=0)
         self.squares += (frames ** 2).sum(axis=0)
-        if self.path is not None:  # atomically: a failed save leaves the previous file whole
-            try:
-                atomic.write_text(self.path, json.dumps(self._state()))
-                self.save_error = None
-            except OSError as error:
-                self.save_error = f"{self.path}: {error.strerror or error}"
+
+    def save(self) -> None:
+        """Write the state where there is a file. A failure is kept in ``save_error``, not raised: the
+        classification it follows must not be lost. ``listen`` calls this after the line is written, so
+        a slow disk never delays a result."""
+        if self.path is None:
+            return
+        try:  # atomically: a failed save leaves the previous file whole
+            atomic.write_text(self.path, json.dumps(self._state()))
+            self.save_error = None
+        except OSError as error:
+            self.save_error = f"{self.path}: {error.strerror or error}"
 
     def _state(self) -> dict:
         return {"format": FORMAT, "frontend": self.config.cache_key(), "utterances": self.utterances,

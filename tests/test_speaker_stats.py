@@ -31,6 +31,12 @@ def voice(rng, utterances: int, frames: int = 7) -> list[np.ndarray]:
     return [(offset + spread * rng.normal(size=(frames, N_MFCC))).astype(np.float32) for _ in range(utterances)]
 
 
+def hear(statistics: SpeakerStatistics, matrix: np.ndarray) -> None:
+    """What ``listen`` does with each classified utterance: add it, then (once its line is out) save."""
+    statistics.observe(matrix)
+    statistics.save()
+
+
 def test_pooled_statistics_until_enough_is_heard_then_exactly_the_speakers_own(rng):
     contract = config(rng)
     statistics = SpeakerStatistics(contract, min_utterances=3)
@@ -93,14 +99,25 @@ def test_a_restarted_device_goes_on_where_it_stopped(tmp_path, rng):
     heard = voice(rng, 5)
     first = SpeakerStatistics(contract, state, min_utterances=4)
     for matrix in heard[:3]:
-        first.observe(matrix)
+        hear(first, matrix)
     again = SpeakerStatistics(contract, state, min_utterances=4)
     assert again.utterances == 3 and not again.own
     for matrix in heard[3:]:
-        again.observe(matrix)
+        hear(again, matrix)
     expected = frame_statistics(np.stack(heard))
     assert np.allclose(again.current()[0], expected[0], atol=1e-9) and np.allclose(again.current()[1], expected[1])
     assert [p.name for p in state.parent.iterdir()] == ["speaker.json"]  # no temporary file left behind
+
+
+def test_observing_is_in_memory_and_saving_writes_the_file(tmp_path, rng):
+    """The classifier observes; the file is written only by ``save`` (``listen``: after the line is out)."""
+    contract, state = config(rng), tmp_path / "speaker.json"
+    statistics = SpeakerStatistics(contract, state)
+    statistics.observe(voice(rng, 1)[0])
+    assert statistics.utterances == 1 and not state.exists()
+    statistics.save()
+    assert json.loads(state.read_text())["utterances"] == 1
+    SpeakerStatistics(contract).save()  # memory only: nothing to write, nothing raised
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -117,7 +134,7 @@ def test_a_damaged_state_file_is_refused_in_one_line_and_left_as_it_is(tmp_path,
     contract, state = config(rng), tmp_path / "speaker.json"
     if isinstance(content, str):
         saved = SpeakerStatistics(contract, state)
-        saved.observe(voice(rng, 1)[0])
+        hear(saved, voice(rng, 1)[0])
         data = json.loads(state.read_text())
         if content == "negative":
             data["utterances"] = -1
@@ -144,16 +161,16 @@ def test_a_state_path_that_is_not_a_file_is_refused(tmp_path, rng):
 def test_a_failed_save_keeps_the_statistics_in_memory_and_the_old_file_whole(tmp_path, rng):
     contract, state = config(rng), tmp_path / "speaker.json"
     statistics = SpeakerStatistics(contract, state, min_utterances=1)
-    statistics.observe(voice(rng, 1)[0])
+    hear(statistics, voice(rng, 1)[0])
     before = state.read_bytes()
     tmp_path.chmod(0o500)
     try:
-        statistics.observe(voice(rng, 1)[0])
+        hear(statistics, voice(rng, 1)[0])
     finally:
         tmp_path.chmod(0o700)
     assert statistics.utterances == 2 and "Permission denied" in statistics.save_error
     assert state.read_bytes() == before
-    statistics.observe(voice(rng, 1)[0])
+    hear(statistics, voice(rng, 1)[0])
     assert statistics.save_error is None and json.loads(state.read_text())["utterances"] == 3
 
 
@@ -161,11 +178,11 @@ def test_a_save_failure_as_root_is_kept_too(tmp_path, rng):
     """Where the folder has gone and a file stands in its place (no permission stops root)."""
     folder = tmp_path / "state"
     statistics = SpeakerStatistics(config(rng), folder / "speaker.json")
-    statistics.observe(voice(rng, 1)[0])
+    hear(statistics, voice(rng, 1)[0])
     (folder / "speaker.json").unlink()
     folder.rmdir()
     folder.write_text("in the way")
-    statistics.observe(voice(rng, 1)[0])
+    hear(statistics, voice(rng, 1)[0])
     assert statistics.utterances == 2 and str(folder) in statistics.save_error
     assert folder.read_text() == "in the way"
     with pytest.raises(SerEdgeError, match="cannot access speaker statistics"):  # and a restart says why
