@@ -266,6 +266,17 @@ def test_a_speaker_normalised_model_trains_exports_and_listen_learns_its_speaker
         {"used": "own", "utterances": heard + n + 1} for n in range(heard)]
     assert f"speaker statistics: {heard} utterances heard" in again.stderr
 
+    # A state file that cannot be written (nothing can be made in /proc, not even by root): every line is still
+    # written, the statistics go on in memory, and the failure is logged once, not once per utterance.
+    unwritable = [*command[:command.index("--speaker-state") + 1], "/proc/ser-edge-test/speaker.json",
+                  *command[command.index("--speaker-state") + 2:]]
+    in_memory = subprocess.run(unwritable, capture_output=True, text=True, timeout=300)
+    assert in_memory.returncode == 0, in_memory.stderr[-3000:]
+    assert [json.loads(line)["speaker_statistics"] for line in in_memory.stdout.splitlines()] == [
+        {"used": "pooled" if n < 2 else "own", "utterances": n + 1} for n in range(heard)]
+    warnings = [line for line in in_memory.stderr.splitlines() if "kept in memory only" in line]
+    assert len(warnings) == 1 and "/proc/ser-edge-test/speaker.json" in warnings[0]
+
     state.write_text("{damaged")  # refused before READY in one line, the file left for the user to look at
     refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and refused.stdout == "" and "ready" not in refused.stderr
