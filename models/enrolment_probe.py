@@ -132,7 +132,21 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def markdown(run: Path, folds: list[dict], summary: list[dict]) -> str:
+def gains_by_fold(rows: list[dict]) -> dict[tuple[str, int], dict[int, float]]:
+    """Per (mode, k) and fold: accuracy minus the baseline's on the same utterances, pooled over the fold's
+    speakers and draws (a pre-registered bar asks how many folds gain, not only the mean)."""
+    totals: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+    for r in rows:
+        if "right_baseline" not in r:
+            return {}
+        per_fold = totals.setdefault((r["mode"], r["sentences"]), {})
+        per_fold[r["fold"]] = per_fold.get(r["fold"], 0) + np.array([r["right"] - r["right_baseline"],
+                                                                      r["utterances"]])
+    return {key: {fold: float(t[0] / t[1]) for fold, t in sorted(per_fold.items())}
+            for key, per_fold in sorted(totals.items(), key=lambda kv: (kv[0][0] != "none", kv[0]))}
+
+
+def markdown(run: Path, folds: list[dict], summary: list[dict], rows: list[dict] | None = None) -> str:
     lines = [f"# Enrolment probe: {run}", "",
              "Fold models re-tested; ser-train's figure (every statistic) reproduced per fold: " +
              ", ".join(f"fold {f['fold'] + 1} {100 * f['reproduced']:.2f} % (ser-train {100 * f['reported']:.2f})"
@@ -146,6 +160,15 @@ def markdown(run: Path, folds: list[dict], summary: list[dict]) -> str:
         lines.append(f"| {s['mode']} | {s['sentences']} | {100 * s['accuracy']:.2f} ± "
                      f"{100 * s['accuracy_std_over_draws']:.2f} | {100 * s['accuracy_with_all']:.2f} | "
                      f"{100 * s['difference']:+.2f} | {baseline} |")
+    by_fold = gains_by_fold(rows or [])
+    if by_fold:
+        numbers = [f["fold"] for f in folds]
+        lines += ["", "Gain over the baseline by fold (points; each fold's speakers and draws pooled):", "",
+                  "| enrolment | sentences | " + " | ".join(f"fold {n + 1}" for n in numbers) + " | folds that gain |",
+                  "|---|---|" + "---|" * (len(numbers) + 1)]
+        for (mode, k), gains in by_fold.items():
+            cells = " | ".join(f"{100 * gains[n]:+.2f}" for n in numbers)
+            lines.append(f"| {mode} | {k} | {cells} | {sum(g > 0 for g in gains.values())} of {len(gains)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +236,7 @@ def probe(run_dir: Path, data_dir: Path, sentences: list[int], draws: int, seed:
     atomic.write_json(run_dir / "enrolment.json", {"folds": folds, "sentences": sentences, "draws": draws,
                                                    "seed": seed, "baseline": str(baseline) if baseline else None,
                                                    "summary": summary, "rows": rows})
-    report = markdown(run_dir, folds, summary)
+    report = markdown(run_dir, folds, summary, rows)
     atomic.write_text(run_dir / "enrolment.md", report)
     return report
 

@@ -181,6 +181,27 @@ def test_a_baseline_is_matched_utterance_for_utterance_or_refused(tmp_path):
         baseline_right(tmp_path, 3, np.append(paths, "/here/d.wav"), ["01"], np.append(speakers, "01"))
 
 
+def test_gains_are_reported_per_fold_so_a_bar_can_count_the_folds_that_gain():
+    from pathlib import Path
+
+    from ser_edge.models.enrolment_probe import gains_by_fold, markdown, summarise
+
+    def row(fold, speaker, draw, right, baseline, utterances=10):
+        return {"fold": fold, "mode": "calm", "sentences": 8, "draw": draw, "speaker": speaker,
+                "utterances": utterances, "right": right, "right_with_all": right, "right_baseline": baseline}
+
+    rows = [row(0, "01", 0, 5, 6), row(0, "02", 0, 7, 6, utterances=30),  # fold 1: 12 right of 40 vs 12: 0.00
+            row(0, "01", 1, 4, 6), row(0, "02", 1, 6, 6, utterances=30),  # and 10 vs 12: -2 of 80 in all
+            row(3, "09", 0, 9, 6), row(3, "09", 1, 8, 6)]                 # fold 4: +5 of 20
+    assert gains_by_fold(rows) == {("calm", 8): {0: -2 / 80, 3: 5 / 20}}
+    folds = [{"fold": 0, "reproduced": 0.5, "reported": 0.5}, {"fold": 3, "reproduced": 0.6, "reported": 0.6}]
+    report = markdown(Path("run"), folds, summarise(rows), rows)
+    assert "| enrolment | sentences | fold 1 | fold 4 | folds that gain |" in report
+    assert "| calm | 8 | -2.50 | +25.00 | 1 of 2 |" in report
+    without = [{k: v for k, v in r.items() if k != "right_baseline"} for r in rows]  # no --baseline: no table
+    assert gains_by_fold(without) == {} and "by fold" not in markdown(Path("run"), folds, summarise(without), without)
+
+
 def test_calm_reference_statistics_come_from_each_speakers_unemotional_utterances():
     from ser_edge.edge.errors import SerEdgeError
 
