@@ -12,9 +12,8 @@ pooled ones, over 16 of varied speech they keep most of the gain
 
 The sums are kept in float64 and, with ``path``, saved after every utterance
 (atomically, once its line is out), so a restarted daemon goes on where it
-stopped. Everyone the
-microphone hears is one "speaker" here: a household of several voices gets
-their mixed statistics.
+stopped. Everyone the microphone hears is one "speaker" here: a household of
+several voices gets their mixed statistics.
 """
 
 from __future__ import annotations
