@@ -10,7 +10,9 @@ and writes a summary of every run into the sidecar's ``figures`` (the first
 random-split run also as ``cross_validation``), which ``ser-export`` embeds in
 every ``.tflite`` and ``ser-edge info`` shows. A folder already under
 ``cv/`` is summarised where it is (a shipping model retrained with the same
-cross-validation behind it).
+cross-validation behind it). A folder that holds another run's reports (other
+settings), or folds the run lacks, is refused before anything is copied: move
+it into the model's ``history/`` first.
 """
 
 from __future__ import annotations
@@ -55,14 +57,36 @@ def summarise(report: dict, folder: str, model_settings: dict | None = None) -> 
     }
 
 
+def fold_files(run_dir: Path) -> list[Path]:
+    """A run's fold files: at its top as ser-train writes them, or under folds/ as they are kept here."""
+    return sorted(run_dir.glob("fold_*.json")) or sorted((run_dir / "folds").glob("fold_*.json"))
+
+
 def copy_reports(run_dir: Path, target: Path) -> None:
     for name in REPORT_FILES:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, target / name)
     # The fold files too: every figure of the report can be recomputed from them.
     (target / "folds").mkdir(exist_ok=True)
-    for fold in sorted(run_dir.glob("fold_*.json")):
+    for fold in fold_files(run_dir):
         shutil.copy2(fold, target / "folds" / fold.name)
+
+
+def check_target(run_dir: Path, report: dict, target: Path) -> None:
+    """Refuse to copy a run over reports it would mix with: another run's (other settings: the figures
+    of two recipes in one folder), or the same run's with folds this copy lacks (they would be lost)."""
+    if not (target / "report.json").is_file():
+        return
+    kept = json.loads((target / "report.json").read_text())
+    new_settings, kept_settings = ({**WRITTEN_WHEN_ON, **r["settings"]} for r in (report, kept))
+    differ = sorted(k for k in set(new_settings) | set(kept_settings) if new_settings.get(k) != kept_settings.get(k))
+    if differ:
+        raise SerEdgeError(f"{target} holds another run's reports (settings differ: {', '.join(differ)}); "
+                           "move that folder into the model's history/ first")
+    finished = {p.name for p in fold_files(run_dir)}
+    lost = sorted(p.name for p in (target / "folds").glob("fold_*.json") if p.name not in finished)
+    if lost:
+        raise SerEdgeError(f"{target} holds {', '.join(lost)}, which {run_dir} lacks; attaching would lose them")
 
 
 def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
@@ -70,7 +94,8 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
         info = json.loads(sidecar.read_text())
     except (OSError, ValueError) as error:
         raise SerEdgeError(f"{sidecar}: not a readable model sidecar ({error})") from None
-    figures = []
+    # Every run is checked before anything is copied: a refusal leaves the folders and the sidecar as they were.
+    checked = []
     for run_dir in run_dirs:
         report_path = run_dir / "report.json"
         if not report_path.is_file():
@@ -79,8 +104,14 @@ def attach(sidecar: Path, run_dirs: list[Path]) -> dict:
         if report["dataset"] != info["dataset"]:
             raise SerEdgeError(f"{run_dir} is a {report['dataset']} run; {sidecar} is a {info['dataset']} model")
         target = sidecar.parent / "cv" / f"{report['dataset']}-{report['split']}"
-        target.mkdir(parents=True, exist_ok=True)
-        if target.resolve() != run_dir.resolve():  # else: a retrained model re-attaching the reports kept
+        kept_in_place = target.resolve() == run_dir.resolve()  # a retrained model re-attaching the reports kept
+        if not kept_in_place:
+            check_target(run_dir, report, target)
+        checked.append((run_dir, report, target, kept_in_place))
+    figures = []
+    for run_dir, report, target, kept_in_place in checked:
+        if not kept_in_place:
+            target.mkdir(parents=True, exist_ok=True)
             copy_reports(run_dir, target)
         figures.append(summarise(report, str(target.relative_to(sidecar.parent)), info.get("settings")))
     info["figures"] = figures

@@ -75,3 +75,42 @@ def test_wrong_dataset_or_missing_report_is_refused_and_sidecar_untouched(tmp_pa
     assert attach_cv.main([str(sidecar), str(tmp_path / "nothing")]) == 2
     assert "no report.json" in capsys.readouterr().err
     assert sidecar.read_text() == before
+
+
+def test_another_runs_reports_are_never_mixed_with_or_lost(tmp_path, sidecar, capsys):
+    old = write_run(tmp_path / "old", "emodb", "random", 0.7)
+    for n in range(3):
+        (old / f"fold_{n:02d}.json").write_text(json.dumps({"fold": n, "run": "old"}))
+    attach_cv.attach(sidecar, [old])
+    kept = sidecar.parent / "cv" / "emodb-random"
+    attached = sidecar.read_text()
+
+    # The same split with another recipe, two folds finished so far: it would leave fold 3 of the old one.
+    new = tmp_path / "new"
+    new.mkdir()
+    report = json.loads((old / "report.json").read_text())
+    report["settings"] = {**report["settings"], "level_normalise": True}
+    (new / "report.json").write_text(json.dumps(report))
+    (new / "folds").mkdir()  # kept as this project keeps them: fold files under folds/
+    for n in range(2):
+        (new / "folds" / f"fold_{n:02d}.json").write_text(json.dumps({"fold": n, "run": "new"}))
+    speaker = write_run(tmp_path / "speaker", "emodb", "speaker", 0.5)
+    assert attach_cv.main([str(sidecar), str(speaker), str(new)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "settings differ: level_normalise" in err and "history/" in err
+    # Nothing was copied, not even the run that came first, and the sidecar is as it was.
+    assert not (sidecar.parent / "cv" / "emodb-speaker").exists()
+    assert sidecar.read_text() == attached
+    assert {json.loads(p.read_text())["run"] for p in (kept / "folds").glob("*.json")} == {"old"}
+
+    # The same run with fewer folds than were kept would lose one.
+    (new / "report.json").write_text((old / "report.json").read_text())
+    with pytest.raises(SerEdgeError, match="fold_02.json, which .* lacks"):
+        attach_cv.attach(sidecar, [new])
+
+    # Moved into history, the folder takes the new run, folds read from its folds/.
+    kept.rename(tmp_path / "history-emodb-random")
+    (new / "report.json").write_text(json.dumps(report))
+    attach_cv.attach(sidecar, [new])
+    assert sorted(p.name for p in (kept / "folds").glob("*.json")) == ["fold_00.json", "fold_01.json"]
+    assert {json.loads(p.read_text())["run"] for p in (kept / "folds").glob("*.json")} == {"new"}
