@@ -143,11 +143,72 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def per_row_normalisation(batch: int, steps: int) -> list[tuple[str, float, float]]:
+    """The first BatchNorm's forward and gradient work, as Keras does it (axis 1 of NHWC: generic reductions)
+    and as TensorFlow's fused kernel would (the same tensor read as NCHW, time rows as its channels): (how,
+    ms per step, largest relative difference of the output and gradients from Keras's)."""
+    import keras
+    import tensorflow as tf
+
+    shape = (batch, 194, 37, 64)  # the first conv block's output for 3 s of audio
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal(shape).astype(np.float32) * 3 + 1)
+    weights = tf.constant(rng.standard_normal(shape).astype(np.float32))
+    layer = keras.layers.BatchNormalization(axis=1, momentum=0.9)
+    layer.build(shape)
+    gamma, beta = layer.gamma, layer.beta
+
+    def fused(inputs):
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(inputs, gamma, beta, epsilon=layer.epsilon, data_format="NCHW",
+                                                   is_training=True)
+        return y
+
+    def step_of(forward):
+        @tf.function
+        def step(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                loss = tf.reduce_sum(forward(inputs) * weights)
+            return tape.gradient(loss, [inputs, gamma, beta])
+        return step
+
+    results, reference = [], None
+    for how, forward in (("Keras BatchNormalization(axis=1)", lambda t: layer(t, training=True)),
+                         ("fused kernel, NCHW", fused)):
+        step = step_of(forward)
+        for _ in range(WARM_UP_STEPS):
+            grads = step(x)
+        started = time.perf_counter()
+        for _ in range(steps):
+            grads = step(x)
+        ms = 1000 * (time.perf_counter() - started) / steps
+        reference = reference or grads
+        differs = max(float(tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(a))) for a, b in zip(reference, grads))
+        results.append((how, ms, differs))
+    return results
+
+
 def run(args) -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.per_row_normalisation:
+        from ser_edge.benchmarks.host import cpu_model
+
+        rows = per_row_normalisation(args.batches[0], args.steps)
+        text = "\n".join([
+            "# The per-row BatchNorm, two ways", "",
+            f"`python -m ser_edge.models.step_profile --per-row-normalisation --batches {args.batches[0]} --steps "
+            f"{args.steps} --threads {args.threads}` on {cpu_model()} ({platform.machine()}), TensorFlow "
+            f"{tf.__version__}, {args.threads} thread(s): forward and gradients of the first conv block's BatchNorm "
+            f"on a batch of {args.batches[0]}, random inputs.", "",
+            "| how | ms per step | gradients: largest difference from Keras's, relative to their largest |", "|---|---|---|",
+            *[f"| {how} | {ms:.1f} | {differs:.1e} |" for how, ms, differs in rows]]) + "\n"
+        print(text)
+        if args.out:
+            atomic.write_text(args.out, text)
+        return
     settings, classes = sidecar_settings(args.sidecar)
     config = FeatureConfig()
     rng = np.random.default_rng(0)
@@ -180,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--per-row-normalisation", action="store_true",
+                        help="only time the first BatchNorm as Keras computes it and as a fused kernel would "
+                             "(the first --batches size)")
     args = parser.parse_args(argv)
     if min(args.batches) < 1 or args.steps < 1 or args.threads < 1:
         parser.error("batches, steps and threads must be positive")

@@ -51,3 +51,17 @@ def test_the_shipped_sidecars_give_the_settings_they_were_trained_with():
         assert classes == len(data["label_names"])
         assert (settings.reading, settings.bn_momentum, settings.head_scale) == \
                (data["settings"]["reading"], data["settings"]["bn_momentum"], data["settings"]["head_scale"])
+
+
+def test_the_fused_per_row_normalisation_computes_kerass_gradients(tmp_path):
+    page = tmp_path / "bn.md"
+    done = subprocess.run([*PROFILE, "--per-row-normalisation", "--batches", "2", "--steps", "1", "--out", str(page)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = dict((how, (float(ms), float(differs))) for how, ms, differs in
+                re.findall(r"^\| ([^|]+?) \| ([0-9.]+) \| ([0-9.e+-]+) \|$", page.read_text(), re.M))
+    assert set(rows) == {"Keras BatchNormalization(axis=1)", "fused kernel, NCHW"}
+    assert all(ms > 0 for ms, _ in rows.values())
+    assert rows["Keras BatchNormalization(axis=1)"][1] == 0
+    # The same function: its gradients agree to float32 round-off (a wrong axis would differ by order 1).
+    assert rows["fused kernel, NCHW"][1] < 1e-3
