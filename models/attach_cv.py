@@ -33,12 +33,15 @@ REPORT_FILES = ("report.json", "report.md", "confusion.png", "run.json")
 NOT_RECIPE = frozenset({"dataset", "folds", "split", "seed", "init_seed", "jit_compile"})
 
 
+def settings_differences(first: dict, second: dict, ignore: frozenset = frozenset()) -> list[str]:
+    """The settings two runs were trained with differently (off written or left out is the same)."""
+    first, second = ({**WRITTEN_WHEN_ON, **s} for s in (first, second))
+    return sorted(k for k in set(first) | set(second) if k not in ignore and first.get(k) != second.get(k))
+
+
 def recipe_differences(model_settings: dict | None, fold_settings: dict) -> list[str]:
     """The recipe settings in which the cross-validation's folds were trained unlike the model."""
-    if not model_settings:
-        return []
-    model, folds = ({**WRITTEN_WHEN_ON, **s} for s in (model_settings, fold_settings))
-    return sorted(k for k in set(model) | set(folds) if k not in NOT_RECIPE and model.get(k) != folds.get(k))
+    return settings_differences(model_settings, fold_settings, NOT_RECIPE) if model_settings else []
 
 
 def summarise(report: dict, folder: str, model_settings: dict | None = None) -> dict:
@@ -78,8 +81,7 @@ def check_target(run_dir: Path, report: dict, target: Path) -> None:
     if not (target / "report.json").is_file():
         return
     kept = json.loads((target / "report.json").read_text())
-    new_settings, kept_settings = ({**WRITTEN_WHEN_ON, **r["settings"]} for r in (report, kept))
-    differ = sorted(k for k in set(new_settings) | set(kept_settings) if new_settings.get(k) != kept_settings.get(k))
+    differ = settings_differences(report["settings"], kept["settings"])
     if differ:
         raise SerEdgeError(f"{target} holds another run's reports (settings differ: {', '.join(differ)}); "
                            "move that folder into the model's history/ first")

@@ -23,13 +23,14 @@ from pathlib import Path
 
 from ser_edge.edge import atomic, command
 from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models import attach_cv  # where run folders' fold files are found
 
 
-def fold_files(run_dir: Path) -> dict[int, dict]:
+def read_folds(run_dir: Path) -> dict[int, dict]:
     """Fold number -> fold file contents, from ``run_dir`` or its ``folds/``."""
     if not run_dir.is_dir():
         raise SerEdgeError(f"{run_dir}: not a folder")
-    paths = sorted(run_dir.glob("fold_*.json")) or sorted((run_dir / "folds").glob("fold_*.json"))
+    paths = attach_cv.fold_files(run_dir)
     if not paths:
         raise SerEdgeError(f"{run_dir}: no fold_NN.json (nor folds/fold_NN.json); not a ser-train run folder")
     folds = {}
@@ -65,7 +66,7 @@ def mcnemar_exact(only_baseline: int, only_candidate: int) -> float:
 
 
 def compare(baseline: Path, candidate: Path) -> dict:
-    base_folds, cand_folds = fold_files(baseline), fold_files(candidate)
+    base_folds, cand_folds = read_folds(baseline), read_folds(candidate)
     numbers = sorted(set(base_folds) & set(cand_folds))
     if not numbers:
         raise SerEdgeError(f"{baseline} (folds {sorted(base_folds)}) and {candidate} (folds {sorted(cand_folds)}) "

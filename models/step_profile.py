@@ -188,23 +188,28 @@ def per_row_normalisation(batch: int, steps: int) -> list[tuple[str, float, floa
     return results
 
 
+def normalisation_markdown(args, rows: list[tuple[str, float, float]]) -> str:
+    import tensorflow as tf
+
+    from ser_edge.benchmarks.host import cpu_model
+
+    return "\n".join([
+        "# The per-row BatchNorm, two ways", "",
+        f"`python -m ser_edge.models.step_profile --per-row-normalisation --batches {args.batches[0]} --steps "
+        f"{args.steps} --threads {args.threads}` on {cpu_model()} ({platform.machine()}), TensorFlow "
+        f"{tf.__version__}, {args.threads} thread(s): forward and gradients of the first conv block's BatchNorm "
+        f"on a batch of {args.batches[0]}, random inputs.", "",
+        "| how | ms per step | gradients: largest difference from Keras's, relative to their largest |", "|---|---|---|",
+        *[f"| {how} | {ms:.1f} | {differs:.1e} |" for how, ms, differs in rows]]) + "\n"
+
+
 def run(args) -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     if args.per_row_normalisation:
-        from ser_edge.benchmarks.host import cpu_model
-
-        rows = per_row_normalisation(args.batches[0], args.steps)
-        text = "\n".join([
-            "# The per-row BatchNorm, two ways", "",
-            f"`python -m ser_edge.models.step_profile --per-row-normalisation --batches {args.batches[0]} --steps "
-            f"{args.steps} --threads {args.threads}` on {cpu_model()} ({platform.machine()}), TensorFlow "
-            f"{tf.__version__}, {args.threads} thread(s): forward and gradients of the first conv block's BatchNorm "
-            f"on a batch of {args.batches[0]}, random inputs.", "",
-            "| how | ms per step | gradients: largest difference from Keras's, relative to their largest |", "|---|---|---|",
-            *[f"| {how} | {ms:.1f} | {differs:.1e} |" for how, ms, differs in rows]]) + "\n"
+        text = normalisation_markdown(args, per_row_normalisation(args.batches[0], args.steps))
         print(text)
         if args.out:
             atomic.write_text(args.out, text)
