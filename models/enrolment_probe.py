@@ -39,6 +39,7 @@ from ser_edge.edge import atomic, command
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.datasets import read_dataset
 from ser_edge.edge.errors import SerEdgeError
+from ser_edge.models.attach_cv import fold_files
 from ser_edge.models.speaker_norm import REFERENCES, frame_statistics
 
 CALM_LABELS = REFERENCES["calm"]  # the labels a calm enrolment draws from: what --speaker-reference calm uses
@@ -177,7 +178,7 @@ def baseline_right(folder: Path, fold_index: int, paths: np.ndarray, held_out: l
     """Per utterance of the corpus: whether the baseline run's fold got it right (only its held-out
     speakers' utterances are set, and every one of them must be in that fold's test files)."""
     name = f"fold_{fold_index:02d}.json"
-    found = [p for p in (folder / name, folder / "folds" / name) if p.is_file()]
+    found = [p for p in fold_files(folder) if p.name == name]
     if not found:
         raise SerEdgeError(f"{folder}: no {name} (nor folds/{name}) for --baseline")
     fold = json.loads(found[0].read_text())
