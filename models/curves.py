@@ -19,11 +19,11 @@ from pathlib import Path
 CHECKPOINTS = (5, 10, 20, 40, 80, 100, 150, 200, 300)
 
 
-def load(spec: str) -> tuple[str, dict]:
+def load(spec: str) -> tuple[str, Path, dict]:
     name, _, path = spec.partition("=")
     if not path:
         raise SystemExit(f"curves: {spec!r} is not NAME=FOLD_JSON")
-    return name, json.loads(Path(path).read_text())
+    return name, Path(path), json.loads(Path(path).read_text())
 
 
 def table(runs: list[tuple[str, dict]]) -> str:
@@ -77,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for curves.md and curves.png")
     parser.add_argument("--title", default="learning curves")
     args = parser.parse_args(argv)
-    runs = [load(spec) for spec in args.runs]
+    loaded = [load(spec) for spec in args.runs]
+    runs = [(name, fold) for name, _, fold in loaded]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "curves.md").write_text(f"# {args.title}\n\n" + table(runs))
     plot(runs, args.out / "curves.png", args.title)
-    for name, fold in runs:
-        (args.out / f"{name}.fold.json").write_text(json.dumps(fold, indent=1))
+    # Copy the folds in so a probe folder stands alone (runs/ is not committed),
+    # unless they already live under it.
+    for name, path, fold in loaded:
+        if not path.resolve().is_relative_to(args.out.resolve()):
+            (args.out / f"{name}.fold.json").write_text(json.dumps(fold, indent=1))
     print(f"{len(runs)} runs: {args.out / 'curves.md'}, {args.out / 'curves.png'}")
     return 0
 
