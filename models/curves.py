@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 CHECKPOINTS = (5, 10, 20, 40, 80, 100, 150, 200, 300)
+# The repository's models/ folder (this module's own); its shipped/ folds are committed.
+COMMITTED_MODELS = Path(__file__).resolve().parent / "shipped"
 
 
 def load(spec: str) -> tuple[str, Path, dict]:
@@ -83,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "curves.md").write_text(f"# {args.title}\n\n" + table(runs))
     plot(runs, args.out / "curves.png", args.title)
     # Copy the folds in so a probe folder stands alone (runs/ is not committed),
-    # unless they already live under it.
+    # unless they already live under it or in this project's committed models/ tree.
+    kept_where_they_are = (args.out.resolve(), COMMITTED_MODELS)
     for name, path, fold in loaded:
-        if not path.resolve().is_relative_to(args.out.resolve()):
+        if not any(path.resolve().is_relative_to(folder) for folder in kept_where_they_are):
             (args.out / f"{name}.fold.json").write_text(json.dumps(fold, indent=1))
     print(f"{len(runs)} runs: {args.out / 'curves.md'}, {args.out / 'curves.png'}")
     return 0

@@ -1,8 +1,12 @@
-"""The learning-curve table reads the epochs it names, and copies folds in only from outside its folder."""
+"""The learning-curve table reads the epochs it names, and copies folds in only from outside its folder
+and outside the committed models/shipped tree."""
 
 import json
+from pathlib import Path
 
 from ser_edge.models import curves
+
+SHIPPED_FOLD = Path(__file__).parents[1] / "models" / "shipped" / "cv" / "ravdess-random" / "folds" / "fold_00.json"
 
 
 def fold_file(path, scale):
@@ -29,3 +33,12 @@ def test_table_cells_are_the_named_epochs_and_inside_folds_are_not_copied(tmp_pa
     assert (out / "curves.png").stat().st_size > 0
     assert not (out / "a.fold.json").exists()
     assert json.loads((out / "b.fold.json").read_text())["best_epoch"] == 17
+
+
+def test_a_fold_already_committed_under_models_shipped_is_not_copied(tmp_path):
+    out = tmp_path / "probe"
+    outside = fold_file(tmp_path / "runs" / "fold_01.json", 1.0)
+    assert curves.main(["--out", str(out), f"shipped={SHIPPED_FOLD}", f"run={outside}"]) == 0
+    assert "| shipped | train (training mode) |" in (out / "curves.md").read_text()
+    assert not (out / "shipped.fold.json").exists()
+    assert (out / "run.fold.json").exists()
