@@ -336,9 +336,12 @@ def describe_machines(runs: list[list]) -> str:
 
 def machine_description() -> str:
     """Which machine trained: figures must say so (a GPU fold and a CPU fold are not timed alike)."""
+    import os
     import platform
 
     import keras
+
+    from ser_edge.benchmarks.host import cpu_model
 
     backend = keras.backend.backend()
     if backend == "jax":
@@ -348,7 +351,10 @@ def machine_description() -> str:
         return f"keras {keras.__version__} jax {jax.__version__} on {device.platform}: {device.device_kind}"
     import tensorflow as tf
 
-    return f"keras {keras.__version__} tensorflow {tf.__version__} on cpu: {platform.processor() or platform.machine()}"
+    # The CPU's model and core count, not just "x86_64": sessions here land on different CPUs (AMD EPYC, Intel
+    # Xeon) whose epochs differ by half, and a fold's seconds must say which one they were counted on.
+    return (f"keras {keras.__version__} tensorflow {tf.__version__} on cpu: {cpu_model()}, {platform.machine()}, "
+            f"{os.cpu_count()} cores")
 
 
 def tensorflow_threads() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ser_edge.benchmarks.host import cpu_model
 from ser_edge.edge.config import FeatureConfig
 from ser_edge.edge.errors import SerEdgeError
 from ser_edge.edge.features import model_inputs
@@ -305,6 +307,7 @@ def test_a_feature_bundle_trains_without_the_audio(tmp_path, corpus):
     assert len(fold["history"]["test_accuracy_diagnostic"]) == 1
     assert set(fold["train_accuracy"]) == {"best_epoch", "last_epoch"}
     assert "tensorflow" in fold["machine"]
+    assert f"on cpu: {cpu_model()}, " in fold["machine"] and f", {os.cpu_count()} cores" in fold["machine"]
     wrong = ser_train("--dataset", "ravdess", "--bundle", str(bundle), "--out", str(tmp_path / "run2"))
     _, error = wrong.communicate(timeout=600)
     assert wrong.returncode == 2 and "not ravdess's" in error
