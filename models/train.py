@@ -352,7 +352,7 @@ def machine_description() -> str:
     import tensorflow as tf
 
     # The CPU's model and core count, not just "x86_64": sessions here land on different CPUs (AMD EPYC, Intel
-    # Xeon) whose epochs differ by half, and a fold's seconds must say which one they were counted on.
+    # Xeon) whose epochs take different times, and a fold's seconds must say which one they were counted on.
     return (f"keras {keras.__version__} tensorflow {tf.__version__} on cpu: {cpu_model()}, {platform.machine()}, "
             f"{os.cpu_count()} cores")
 
