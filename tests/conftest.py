@@ -66,3 +66,17 @@ def fft_backend(request) -> str:
         yield request.param
     finally:
         features.use_fft_backend(previous)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest files first: the emulated arm64 check, then files that train or run daemons, then the rest.
+
+    `pytest -n auto --dist loadfile --no-loadscope-reorder` (the README's test command) hands whole
+    files to the workers in this order, so the ten-minute arm64 check starts at once instead of last
+    and no worker is left waiting for one long file at the end. Within a file the order is unchanged.
+    """
+    tier: dict[Path, int] = {}
+    for item in items:
+        rank = 0 if item.get_closest_marker("arm64") else 1 if item.get_closest_marker("slow") else 2
+        tier[item.path] = min(rank, tier.get(item.path, 2))
+    items.sort(key=lambda item: tier[item.path])  # stable: each file's tests keep their order
