@@ -183,11 +183,11 @@ def white_noise(path: Path, seconds: float = 3.0, rate: int = 22050) -> Path:
 def classify_in_root(root: Path, files: list[Path], model: str) -> list[dict]:
     """``ser-edge classify --json`` inside the root, one process per file.
 
-    Why not one process for all: under qemu-user, every LiteRT invoke after a process's first
+    Why not one process for all: under qemu-user, most LiteRT invokes after a process's first
     classification took about 30 s instead of 2-3 s (same file, same interpreter; measured with
-    bookworm's qemu, 2026-11-28), which made the multi-file run most of CI's time. Natively both are
-    milliseconds, so it is the emulator's cost, not the product's; one file per process keeps what
-    the check compares (labels and probabilities) at a third of the time.
+    qemu 7.2 of Debian bookworm, 2026-11-28), which made the multi-file run most of CI's time. On x86-64, natively,
+    both are milliseconds, so we take it for the emulator's cost (no Pi has been measured); one file
+    per process keeps what the check compares (labels and probabilities) at about half the time a file.
     """
     data = root / "data"
     shutil.rmtree(data, ignore_errors=True)
